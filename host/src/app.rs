@@ -1,0 +1,189 @@
+//! The commands behind the binary: each returns an exit code, and every failure is one line.
+//!
+//! Exit codes: 0 ok, 1 usage/config/load error, 2 run failed (a session did not complete),
+//! 99 thresholds failed (reserved), 130 interrupted (the report is still written).
+
+use crate::cli::{Cli, Command, DemoArgs, RunArgs};
+use crate::config::{self, RunPlan};
+use crate::report::Report;
+use crate::runner::{self, RunOptions, Stop};
+use crate::state::LogLevel;
+use tokio::sync::watch;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_USAGE: i32 = 1;
+pub const EXIT_RUN_FAILED: i32 = 2;
+pub const EXIT_THRESHOLDS: i32 = 99;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Runs a parsed command line.
+pub async fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Run(args) => run_command(&args).await,
+        Command::Inspect { component } => inspect(&component),
+        Command::Merge { reports, out } => merge(&reports, &out),
+        Command::Target { listen } => target(&listen).await,
+        Command::Demo(args) => demo(&args).await,
+        Command::Bench(args) => crate::bench::run(&args).await,
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("error: {e}");
+    EXIT_USAGE
+}
+
+async fn run_command(args: &RunArgs) -> i32 {
+    match RunPlan::from_args(args) {
+        Ok(plan) => run_plan(&plan, LogLevel::Info).await,
+        Err(e) => fail(e),
+    }
+}
+
+/// Runs a plan with Ctrl-C handling, prints the summary, writes outputs, picks the exit code.
+pub async fn run_plan(plan: &RunPlan, log_level: LogLevel) -> i32 {
+    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+    let signals = tokio::spawn(watch_ctrl_c(stop_tx));
+    let options = RunOptions {
+        stop: stop_rx,
+        log_level,
+        progress: plan.progress,
+    };
+    let outcome = runner::run(plan, options).await;
+    signals.abort();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    println!("{}", outcome.report.summary_table());
+    if let Err(e) = runner::write_outputs(&outcome.report, &plan.outputs) {
+        return fail(e);
+    }
+    if outcome.interrupted {
+        EXIT_INTERRUPTED
+    } else if outcome.all_completed() {
+        EXIT_OK
+    } else {
+        EXIT_RUN_FAILED
+    }
+}
+
+/// First Ctrl-C: graceful stop; second: stop now.
+async fn watch_ctrl_c(stop: watch::Sender<Stop>) {
+    for level in [Stop::Graceful, Stop::Now] {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!(
+            "{}",
+            match level {
+                Stop::Graceful =>
+                    "stopping: no new sessions; running ones may finish (Ctrl-C again to stop now)",
+                _ => "stopping now; writing the report",
+            }
+        );
+        let _ = stop.send(level);
+    }
+}
+
+fn inspect(path: &std::path::Path) -> i32 {
+    match crate::loader::preflight(path) {
+        Ok(p) => {
+            println!("{}: a chaperon scenario component", p.path.display());
+            println!("  sha256: {}", p.sha256);
+            println!("  size: {} bytes", p.bytes.len());
+            println!("  exports: {}", p.exports.join(", "));
+            println!("  imports:");
+            for i in &p.imports {
+                println!("    {i}");
+            }
+            if !p.producers.is_empty() {
+                println!("  built with:");
+                for t in &p.producers {
+                    println!("    {t}");
+                }
+            }
+            EXIT_OK
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn merge(paths: &[std::path::PathBuf], out: &[String]) -> i32 {
+    let outputs = match config::parse_outputs(out) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let reports: Result<Vec<Report>, _> = paths.iter().map(|p| Report::read_json(p)).collect();
+    let merged = match reports.and_then(|r| Report::merge(&r)) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    println!("{}", merged.summary_table());
+    match runner::write_outputs(&merged, &outputs) {
+        Ok(()) => EXIT_OK,
+        Err(e) => fail(e),
+    }
+}
+
+/// Parses a listen address and refuses anything but loopback (the network rule).
+pub fn loopback_addr(listen: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("--listen `{listen}` is not an address like 127.0.0.1:8080"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "--listen {addr}: the demo target only listens on loopback (127.0.0.1 or [::1])"
+        ));
+    }
+    Ok(addr)
+}
+
+async fn target(listen: &str) -> i32 {
+    let addr = match loopback_addr(listen) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    match crate::target::serve_until_ctrl_c(addr).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => fail(format!("cannot serve on {addr}: {e}")),
+    }
+}
+
+/// The demo: embedded target on a free loopback port, pingpong against it.
+async fn demo(args: &DemoArgs) -> i32 {
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = match crate::target::TargetServer::start(listen, Default::default()).await {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot start the demo target: {e}")),
+    };
+    println!(
+        "demo target on {}; running {} pingpong sessions x {} iterations, each in its own wasm instance",
+        server.base_url(),
+        args.sessions,
+        args.iterations
+    );
+    let run = RunArgs {
+        target: args.component.clone(),
+        sessions: Some(args.sessions),
+        base_url: Some(server.base_url()),
+        config: vec![format!("ping_pong.iterations={}", args.iterations)],
+        out: args.out.clone(),
+        quiet: true,
+        ..RunArgs::default()
+    };
+    let code = match RunPlan::from_args(&run) {
+        Ok(plan) => run_plan(&plan, LogLevel::Warn).await,
+        Err(e) => fail(e),
+    };
+    let stats = server.stats();
+    println!(
+        "target saw {} WebSocket connections, {} pings, {} pongs (at most {} open at once)",
+        stats.ws_opened(),
+        stats.pings(),
+        stats.pongs(),
+        stats.ws_max_open()
+    );
+    server.shutdown().await;
+    code
+}

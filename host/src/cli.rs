@@ -1,0 +1,111 @@
+//! What the user typed: the clap definition of the command line. `config.rs` turns it into a
+//! validated plan; nothing here interprets values.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Load testing with scenarios compiled to WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "chaperon-host", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario component or a load-test file.
+    Run(RunArgs),
+    /// Validate a component and list its imports, exports and producers.
+    Inspect {
+        /// The component (.wasm).
+        component: PathBuf,
+    },
+    /// Merge JSON reports of runs (e.g. of several processes) losslessly.
+    Merge {
+        /// The reports to merge.
+        #[arg(required = true, num_args = 1..)]
+        reports: Vec<PathBuf>,
+        /// Where to write the merged report: json=FILE.
+        #[arg(long = "out", value_name = "FORMAT=FILE", required = true)]
+        out: Vec<String>,
+    },
+    /// Serve the demo target (HTTP endpoints and a WebSocket at /ping/pong) on loopback.
+    Target {
+        /// Address to listen on (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Start the demo target on a free loopback port and run the pingpong scenario against it.
+    Demo(DemoArgs),
+    /// Measure start rate, host-call cost and memory per session (prints a table).
+    Bench(BenchArgs),
+}
+
+/// `run` arguments.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// A scenario component (.wasm) or a load-test file (.toml).
+    pub target: PathBuf,
+    /// Sessions to run (per scenario); overrides the load-test file.
+    #[arg(long)]
+    pub sessions: Option<u32>,
+    /// Base URL that scenario paths resolve against (http, https, ws or wss).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Set a config value: PATH=VALUE, e.g. ping_pong.iterations=10 (VALUE is JSON, else a string).
+    #[arg(long = "config", value_name = "PATH=VALUE")]
+    pub config: Vec<String>,
+    /// A JSON or TOML file merged into the config.
+    #[arg(long)]
+    pub config_file: Option<PathBuf>,
+    /// Write a report: json=FILE (repeatable).
+    #[arg(long = "out", value_name = "FORMAT=FILE")]
+    pub out: Vec<String>,
+    /// Sessions alive at once (instance pool slots); default: all of them.
+    #[arg(long)]
+    pub max_concurrent: Option<u32>,
+    /// Wall-clock deadline per session, e.g. 30s.
+    #[arg(long)]
+    pub session_timeout: Option<String>,
+    /// Do not use the on-disk cache of compiled components.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print only the summary (no progress line).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `demo` arguments.
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// The pingpong component.
+    #[arg(long, default_value = "target/wasm32-wasip2/guest/pingpong.wasm")]
+    pub component: PathBuf,
+    /// Sessions (virtual users).
+    #[arg(long, default_value_t = 100)]
+    pub sessions: u32,
+    /// Ping-pong round trips per session.
+    #[arg(long, default_value_t = 10)]
+    pub iterations: u32,
+    /// Write a report: json=FILE.
+    #[arg(long = "out", value_name = "FORMAT=FILE")]
+    pub out: Vec<String>,
+}
+
+/// `bench` arguments.
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// A component whose `run` waits in a delay (tests/guests/evil in mode "delay").
+    #[arg(long, default_value = "target/wasm32-wasip2/guest/evil.wasm")]
+    pub idle_component: PathBuf,
+    /// The pingpong component (idle WebSocket sessions use its ws_connect).
+    #[arg(long, default_value = "target/wasm32-wasip2/guest/evil.wasm")]
+    pub ws_component: PathBuf,
+    /// Session counts to measure memory at (comma-separated).
+    #[arg(long, default_value = "1000,10000", value_delimiter = ',')]
+    pub sessions: Vec<u32>,
+    /// Sessions started back to back for the start-rate figure.
+    #[arg(long, default_value_t = 20_000)]
+    pub starts: u32,
+}

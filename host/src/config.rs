@@ -1,0 +1,277 @@
+//! The validated plan of a run, built from the command line and the load-test file.
+//!
+//! Precedence, lowest first: `[config]` of the file, the scenario's `config`, `--config-file`,
+//! `--base-url`, `--config PATH=VALUE`. `chaperon-host run x.wasm` is the short form of a file
+//! with one scenario named after the component.
+
+use crate::cli::RunArgs;
+use crate::jsonpath;
+use crate::limits::Limits;
+use crate::loadtest::{LoadTestError, LoadTestFile, ScenarioEntry};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A report to write at the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Json(PathBuf),
+}
+
+/// One scenario of the plan.
+#[derive(Clone, Debug)]
+pub struct ScenarioPlan {
+    pub name: String,
+    pub component: PathBuf,
+    pub sessions: u32,
+    /// The session config (global config merged with the scenario's).
+    pub config: Value,
+}
+
+/// Everything a run needs, validated.
+#[derive(Clone, Debug)]
+pub struct RunPlan {
+    pub scenarios: Vec<ScenarioPlan>,
+    pub limits: Limits,
+    pub outputs: Vec<Output>,
+    pub cache_dir: Option<PathBuf>,
+    /// Show a progress line while running.
+    pub progress: bool,
+}
+
+/// A bad command line or config; one line naming the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    LoadTest(#[from] LoadTestError),
+    #[error("--config `{0}` is not PATH=VALUE (e.g. --config ping_pong.iterations=10)")]
+    ConfigArg(String),
+    #[error("cannot set config `{path}`: {reason}")]
+    ConfigPath { path: String, reason: String },
+    #[error("cannot read --config-file {path}: {reason}")]
+    ConfigFile { path: String, reason: String },
+    #[error("--base-url `{url}` is not usable: {reason} (e.g. --base-url http://127.0.0.1:8080)")]
+    BaseUrl { url: String, reason: String },
+    #[error("--out `{0}` is not FORMAT=FILE (e.g. --out json=report.json)")]
+    OutArg(String),
+    #[error("--out {0}=… is not available in this version; use --out json=FILE")]
+    OutFormat(String),
+    #[error("{what} must be at least 1")]
+    Zero { what: &'static str },
+    #[error("--session-timeout `{0}` is not a duration (e.g. 30s, 2m)")]
+    Duration(String),
+    #[error("{path} is neither a .wasm component nor a .toml load-test file")]
+    UnknownTarget { path: String },
+}
+
+impl RunPlan {
+    /// Builds the plan for `run`.
+    pub fn from_args(args: &RunArgs) -> Result<RunPlan, ConfigError> {
+        let file = load_target(&args.target)?;
+        let overlay = cli_overlay(args)?;
+        let global = toml_to_json(file.config.clone());
+        let scenarios = file
+            .scenario
+            .iter()
+            .map(|s| scenario_plan(s, &global, &overlay, args.sessions))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut limits = file.limits.clone();
+        if let Some(m) = args.max_concurrent {
+            limits.max_concurrent = m;
+        }
+        if let Some(t) = &args.session_timeout {
+            limits.session_timeout =
+                humantime::parse_duration(t).map_err(|_| ConfigError::Duration(t.clone()))?;
+        }
+        let mut outputs = parse_outputs(&args.out)?;
+        if let Some(json) = &file.output.json
+            && outputs.is_empty()
+        {
+            outputs.push(Output::Json(json.clone()));
+        }
+        Ok(RunPlan {
+            scenarios,
+            limits,
+            outputs,
+            cache_dir: (!args.no_cache)
+                .then(crate::engine::default_cache_dir)
+                .flatten(),
+            progress: !args.quiet,
+        })
+    }
+
+    /// Total sessions over all scenarios.
+    pub fn total_sessions(&self) -> u64 {
+        self.scenarios.iter().map(|s| u64::from(s.sessions)).sum()
+    }
+}
+
+fn load_target(path: &Path) -> Result<LoadTestFile, ConfigError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => Ok(LoadTestFile::read(path)?),
+        Some("wasm") => Ok(short_form(path)),
+        _ => Err(ConfigError::UnknownTarget {
+            path: path.display().to_string(),
+        }),
+    }
+}
+
+/// `run x.wasm` = a file with one scenario `x` of one session.
+fn short_form(path: &Path) -> LoadTestFile {
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("scenario")
+        .to_owned();
+    LoadTestFile {
+        scenario: vec![ScenarioEntry {
+            name,
+            component: path.to_path_buf(),
+            sessions: 1,
+            config: toml::Table::new(),
+        }],
+        ..LoadTestFile::default()
+    }
+}
+
+fn scenario_plan(
+    s: &ScenarioEntry,
+    global: &Value,
+    overlay: &Value,
+    sessions: Option<u32>,
+) -> Result<ScenarioPlan, ConfigError> {
+    let mut config = global.clone();
+    jsonpath::deep_merge(&mut config, toml_to_json(s.config.clone()));
+    jsonpath::deep_merge(&mut config, overlay.clone());
+    let sessions = sessions.unwrap_or(s.sessions);
+    if sessions == 0 {
+        return Err(ConfigError::Zero { what: "sessions" });
+    }
+    if let Some(url) = config.get("base_url").and_then(Value::as_str) {
+        validate_base_url(url)?;
+    }
+    Ok(ScenarioPlan {
+        name: s.name.clone(),
+        component: s.component.clone(),
+        sessions,
+        config,
+    })
+}
+
+/// The config set on the command line, applied over every scenario's config.
+fn cli_overlay(args: &RunArgs) -> Result<Value, ConfigError> {
+    let mut overlay = Value::Object(serde_json::Map::new());
+    if let Some(path) = &args.config_file {
+        jsonpath::deep_merge(&mut overlay, read_config_file(path)?);
+    }
+    if let Some(url) = &args.base_url {
+        validate_base_url(url)?;
+        jsonpath::deep_merge(&mut overlay, serde_json::json!({ "base_url": url }));
+    }
+    for raw in &args.config {
+        let (path, value) = raw
+            .split_once('=')
+            .filter(|(p, _)| !p.is_empty())
+            .ok_or_else(|| ConfigError::ConfigArg(raw.clone()))?;
+        jsonpath::set(
+            &mut overlay,
+            &jsonpath::parse(path),
+            jsonpath::parse_cli_value(value),
+        )
+        .map_err(|e| ConfigError::ConfigPath {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(overlay)
+}
+
+fn read_config_file(path: &Path) -> Result<Value, ConfigError> {
+    let err = |reason: String| ConfigError::ConfigFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+        let table: toml::Table = toml::from_str(&text).map_err(|e| err(e.message().into()))?;
+        return Ok(toml_to_json(table));
+    }
+    serde_json::from_str(&text).map_err(|e| err(e.to_string()))
+}
+
+/// Checks that a base URL is absolute with a scheme we speak.
+pub fn validate_base_url(raw: &str) -> Result<url::Url, ConfigError> {
+    let err = |reason: &str| ConfigError::BaseUrl {
+        url: raw.into(),
+        reason: reason.into(),
+    };
+    let url = url::Url::parse(raw).map_err(|e| err(&e.to_string()))?;
+    match url.scheme() {
+        "http" | "https" | "ws" | "wss" if url.host().is_some() => Ok(url),
+        "http" | "https" | "ws" | "wss" => Err(err("it has no host")),
+        _ => Err(err("the scheme must be http, https, ws or wss")),
+    }
+}
+
+/// Parses `--out FORMAT=FILE` values.
+pub fn parse_outputs(raw: &[String]) -> Result<Vec<Output>, ConfigError> {
+    raw.iter()
+        .map(|o| {
+            let (format, file) = o
+                .split_once('=')
+                .filter(|(_, f)| !f.is_empty())
+                .ok_or_else(|| ConfigError::OutArg(o.clone()))?;
+            match format {
+                "json" => Ok(Output::Json(PathBuf::from(file))),
+                "csv" | "html" | "influxdb" => Err(ConfigError::OutFormat(format.into())),
+                _ => Err(ConfigError::OutArg(o.clone())),
+            }
+        })
+        .collect()
+}
+
+/// TOML tables become JSON objects (datetimes become strings).
+pub fn toml_to_json(table: toml::Table) -> Value {
+    serde_json::to_value(table).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(target: &str) -> RunArgs {
+        RunArgs {
+            target: target.into(),
+            ..RunArgs::default()
+        }
+    }
+
+    #[test]
+    fn short_form_with_config_overrides() {
+        let mut a = args("x/pingpong.wasm");
+        a.sessions = Some(5);
+        a.config = vec!["ping_pong.iterations=10".into(), "name=bob".into()];
+        a.base_url = Some("http://127.0.0.1:9".into());
+        let plan = RunPlan::from_args(&a).unwrap();
+        let s = &plan.scenarios[0];
+        assert_eq!((s.name.as_str(), s.sessions), ("pingpong", 5));
+        assert_eq!(s.config["ping_pong"]["iterations"], 10);
+        assert_eq!(s.config["name"], "bob");
+        assert_eq!(s.config["base_url"], "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn bad_arguments_name_the_fix() {
+        let mut a = args("x.wasm");
+        a.config = vec!["novalue".into()];
+        let e = RunPlan::from_args(&a).unwrap_err().to_string();
+        assert!(e.contains("is not PATH=VALUE"), "{e}");
+        let mut a = args("x.wasm");
+        a.base_url = Some("ftp://x".into());
+        let e = RunPlan::from_args(&a).unwrap_err().to_string();
+        assert!(e.contains("scheme must be http"), "{e}");
+        let e = parse_outputs(&["csv=x".into()]).unwrap_err().to_string();
+        assert!(e.contains("use --out json=FILE"), "{e}");
+        let e = RunPlan::from_args(&args("x.txt")).unwrap_err().to_string();
+        assert!(e.contains("neither a .wasm component nor a .toml"), "{e}");
+    }
+}

@@ -1,0 +1,19 @@
+//! `chaperon-host`: parse the command line, build the runtime, run, exit with the code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = chaperon_host::cli::Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build();
+    let code = match runtime {
+        Ok(rt) => rt.block_on(chaperon_host::app::main(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            chaperon_host::app::EXIT_USAGE
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,233 @@
+//! WebSocket connections of one session.
+//!
+//! Each connection has a host reader task that answers pings and fills a bounded inbound queue
+//! even while the scenario is busy elsewhere; when the queue is full the reader stops reading,
+//! so a flooding server meets TCP backpressure instead of growing host memory.
+
+use crate::bindings::RequestError;
+use crate::bindings::websocket::{ConnectOptions, Message};
+use crate::net::{self, NetStream, Origin};
+use crate::state::RunShared;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig};
+
+type Sink = SplitSink<WebSocketStream<NetStream>, tungstenite::Message>;
+
+/// Largest single frame a server may send.
+const MAX_FRAME: usize = 4 << 20;
+/// How long `close` waits for the peer's close reply.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// What the reader task hands to the session.
+enum Inbound {
+    Message(Message),
+    Failed(RequestError),
+}
+
+/// An open connection (the host side of the WIT `connection` resource).
+pub struct WsConnection {
+    sink: Sink,
+    inbound: mpsc::Receiver<Inbound>,
+    reader: tokio::task::JoinHandle<()>,
+    /// Set once the peer closed or the connection failed.
+    done: Option<RequestError>,
+}
+
+impl Drop for WsConnection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Opens a WebSocket to `url` (a path or absolute URL).
+pub async fn connect(
+    shared: &RunShared,
+    cookies: Option<String>,
+    url: &str,
+    options: &ConnectOptions,
+) -> Result<(WsConnection, String), RequestError> {
+    let url = crate::http_client::resolve(shared.base_url.as_ref(), url, true)?;
+    let path = url.path().to_owned();
+    let timeout = options
+        .timeout_ms
+        .map(|ms| Duration::from_millis(u64::from(ms)))
+        .unwrap_or(shared.limits.connect_timeout);
+    let request = handshake_request(&url, cookies, options)?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(shared.limits.max_ws_message as usize))
+        .max_frame_size(Some(MAX_FRAME));
+    let origin = Origin::of(&url)?;
+    let open = async {
+        let (stream, _) = net::connect(&origin, &shared.tls, timeout).await?;
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+            .await
+            .map_err(|e| ws_error(&e))
+    };
+    let (ws, _response) = tokio::time::timeout(timeout, open)
+        .await
+        .map_err(|_| RequestError::ConnectTimeout)??;
+    let (sink, stream) = ws.split();
+    let (tx, inbound) = mpsc::channel(shared.limits.ws_queue.max(1) as usize);
+    let reader = tokio::spawn(read_loop(stream, tx));
+    let conn = WsConnection {
+        sink,
+        inbound,
+        reader,
+        done: None,
+    };
+    Ok((conn, path))
+}
+
+fn handshake_request(
+    url: &url::Url,
+    cookies: Option<String>,
+    options: &ConnectOptions,
+) -> Result<tungstenite::handshake::client::Request, RequestError> {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| RequestError::Invalid(e.to_string()))?;
+    let headers = request.headers_mut();
+    let mut add = |name: &str, value: &str| -> Result<(), RequestError> {
+        let n = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| RequestError::Invalid(format!("invalid header name `{name}`")))?;
+        let v = http::HeaderValue::from_str(value)
+            .map_err(|_| RequestError::Invalid(format!("invalid value for header `{name}`")))?;
+        headers.append(n, v);
+        Ok(())
+    };
+    for (name, value) in &options.headers {
+        add(name, value)?;
+    }
+    if !options.protocols.is_empty() {
+        add("sec-websocket-protocol", &options.protocols.join(", "))?;
+    }
+    if let Some(c) = cookies {
+        add("cookie", &c)?;
+    }
+    Ok(request)
+}
+
+async fn read_loop(mut stream: SplitStream<WebSocketStream<NetStream>>, tx: mpsc::Sender<Inbound>) {
+    while let Some(item) = stream.next().await {
+        let inbound = match item {
+            Ok(tungstenite::Message::Text(t)) => Inbound::Message(Message::Text(t.to_string())),
+            Ok(tungstenite::Message::Binary(b)) => Inbound::Message(Message::Binary(b.to_vec())),
+            Ok(tungstenite::Message::Close(frame)) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                let _ = tx.send(Inbound::Message(Message::Close((code, reason)))).await;
+                return;
+            }
+            Ok(_) => continue,
+            Err(e) => Inbound::Failed(ws_error(&e)),
+        };
+        let failed = matches!(inbound, Inbound::Failed(_));
+        if tx.send(inbound).await.is_err() || failed {
+            return;
+        }
+    }
+    let _ = tx.send(Inbound::Failed(RequestError::Reset)).await;
+}
+
+impl WsConnection {
+    /// Sends one message within `timeout`.
+    pub async fn send(&mut self, msg: tungstenite::Message, timeout: Duration) -> Result<(), RequestError> {
+        if let Some(e) = &self.done {
+            return Err(e.clone());
+        }
+        match tokio::time::timeout(timeout, self.sink.send(msg)).await {
+            Ok(r) => r.map_err(|e| ws_error(&e)),
+            Err(_) => Err(RequestError::Timeout),
+        }
+    }
+
+    /// The next message; after a close or failure, that outcome again (as `closed`).
+    pub async fn recv(&mut self, timeout: Duration) -> Result<Message, RequestError> {
+        if let Some(e) = &self.done {
+            return Err(e.clone());
+        }
+        match tokio::time::timeout(timeout, self.inbound.recv()).await {
+            Err(_) => Err(RequestError::Timeout),
+            Ok(None) => Err(self.finish(RequestError::Reset)),
+            Ok(Some(Inbound::Failed(e))) => Err(self.finish(e)),
+            Ok(Some(Inbound::Message(m))) => {
+                if matches!(m, Message::Close(_)) {
+                    self.done = Some(RequestError::Closed);
+                }
+                Ok(m)
+            }
+        }
+    }
+
+    fn finish(&mut self, e: RequestError) -> RequestError {
+        self.done = Some(e.clone());
+        e
+    }
+
+    /// Receives until `expected` arrives; the deadline covers the whole wait.
+    pub async fn await_recv(&mut self, expected: &Message, timeout: Duration) -> Result<(), RequestError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self.recv(left).await?;
+            if same_message(&m, expected) {
+                return Ok(());
+            }
+            if let Message::Close(_) = m {
+                return Err(RequestError::Closed);
+            }
+        }
+    }
+
+    /// Sends a close frame and waits briefly for the peer's close.
+    pub async fn close(&mut self, code: u16, reason: String) -> Result<(), RequestError> {
+        if self.done.is_some() {
+            return Ok(());
+        }
+        let frame = tungstenite::protocol::CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
+        self.send(tungstenite::Message::Close(Some(frame)), CLOSE_WAIT).await?;
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Inbound::Message(m)) = self.inbound.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        self.done = Some(RequestError::Closed);
+        Ok(())
+    }
+}
+
+fn same_message(a: &Message, b: &Message) -> bool {
+    match (a, b) {
+        (Message::Text(x), Message::Text(y)) => x == y,
+        (Message::Binary(x), Message::Binary(y)) => x == y,
+        (Message::Close(x), Message::Close(y)) => x.0 == y.0,
+        _ => false,
+    }
+}
+
+/// Classifies a tungstenite error.
+fn ws_error(e: &tungstenite::Error) -> RequestError {
+    use tungstenite::Error as E;
+    match e {
+        E::Http(response) => RequestError::WsHandshake(response.status().as_u16()),
+        E::Io(io) => crate::outcome::io_error_to_request_error(io),
+        E::ConnectionClosed | E::AlreadyClosed => RequestError::Closed,
+        E::Capacity(_) => RequestError::TooLarge,
+        E::Tls(t) => RequestError::Tls(t.to_string()),
+        E::Url(u) => RequestError::Invalid(u.to_string()),
+        other => RequestError::Protocol(other.to_string()),
+    }
+}

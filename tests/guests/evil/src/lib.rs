@@ -1,0 +1,118 @@
+//! Test guest: one hostile (or merely odd) behaviour per session, picked by config.
+//!
+//! - `evil.mode`: what to do (see [`misbehave`]); default `"ok"`.
+//! - `evil.phase`: when: `"init"`, `"run"` (default) or `"teardown"`.
+//! - `invoke(mode, args)` runs `mode` in an async child and returns `args`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use chaperon_sdk::prelude::*;
+
+const MIB: usize = 1024 * 1024;
+
+struct Evil;
+
+impl Evil {
+    fn in_phase(s: &mut Session, phase: &str) -> Result {
+        if s.config_or::<String>("evil.phase", "run".into()) != phase {
+            return Ok(());
+        }
+        let mode: String = s.config_or("evil.mode", "ok".into());
+        misbehave(s, &mode)
+    }
+}
+
+impl Scenario for Evil {
+    fn init(s: &mut Session) -> Result {
+        Self::in_phase(s, "init")
+    }
+
+    fn run(s: &mut Session) -> Result {
+        Self::in_phase(s, "run")
+    }
+
+    fn teardown(s: &mut Session) -> Result {
+        Self::in_phase(s, "teardown")
+    }
+
+    fn invoke(s: &mut Session, function: &str, args: Value) -> Result<Value> {
+        misbehave(s, function)?;
+        Ok(args)
+    }
+}
+
+fn misbehave(s: &mut Session, mode: &str) -> Result {
+    match mode {
+        "ok" => Ok(()),
+        "delay" => {
+            s.delay(s.config_or("evil.delay_ms", 0));
+            Ok(())
+        }
+        // Runs until the host's CPU budget interrupts it.
+        "spin" => {
+            let mut n = 0u64;
+            loop {
+                n = black_box(n.wrapping_add(1));
+            }
+        }
+        // CPU-heavy work that ends on its own after `evil.ms`.
+        "spin_ms" => {
+            let budget = Duration::from_millis(s.config_or("evil.ms", 100));
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < budget {
+                n = black_box(n.wrapping_add(1));
+            }
+            Ok(())
+        }
+        // Grows memory until the host's memory limit makes an allocation fail (a trap).
+        "alloc" => {
+            let mut chunks: Vec<Vec<u8>> = Vec::new();
+            loop {
+                chunks.push(black_box(vec![0xA5; MIB]));
+            }
+        }
+        "recurse" => {
+            black_box(recurse(black_box(0)));
+            Ok(())
+        }
+        "panic" => panic!("evil panic"),
+        "error" => Err("evil error".into()),
+        "abort" => Err(s.abort("evil abort")),
+        "sleep_forever" => {
+            s.delay(u32::MAX);
+            Ok(())
+        }
+        "log_flood" => {
+            for i in 0..100_000 {
+                s.log_info(format!("evil log line {i}"));
+            }
+            Ok(())
+        }
+        // Holds a WebSocket connection open while delaying.
+        "ws_hold" => {
+            let path: String = s.config_or("evil.path", "/ping/pong".into());
+            s.ws_connect(&path)?;
+            s.delay(s.config_or("evil.delay_ms", 0));
+            Ok(())
+        }
+        "stderr" => {
+            eprintln!("evil line on stderr");
+            panic!("evil panic after stderr");
+        }
+        other => Err(format!("unknown evil.mode {other:?}").into()),
+    }
+}
+
+/// Recursion without end: every frame keeps a live buffer and uses the result of the call
+/// below it, so it cannot become a loop.
+#[inline(never)]
+#[expect(unconditional_recursion, reason = "the stack overflow is the point")]
+fn recurse(depth: u64) -> u64 {
+    let frame = black_box([depth; 8]);
+    let below = recurse(black_box(depth + 1));
+    black_box(below.wrapping_add(frame[(depth % 8) as usize]))
+}
+
+export_scenario!(Evil);
