@@ -162,7 +162,11 @@ fn scan(bytes: &[u8]) -> Result<Scan, String> {
             Payload::TableSection(r) => tables += r.count(),
             Payload::ComponentImportSection(r) if depth == 0 => {
                 for import in r {
-                    s.imports.push(import.map_err(|e| e.to_string())?.name.0.to_owned());
+                    let import = import.map_err(|e| e.to_string())?;
+                    // Type imports (`use types.{json}` in a world) need no implementation.
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        s.imports.push(import.name.0.to_owned());
+                    }
                 }
             }
             Payload::ComponentExportSection(r) if depth == 0 => {
