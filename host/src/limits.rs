@@ -213,6 +213,10 @@ mod tests {
         let c = capacity(50_000, 1, &sys);
         assert_eq!(c.slots, (65530 - 256) / 6);
         assert!(c.warnings[0].contains("sysctl -w vm.max_map_count="));
+        let sys = SystemLimits {
+            max_map_count: Some(1 << 20),
+            open_files: 20_000,
+        };
         let c = capacity(15_000, 2, &sys);
         assert_eq!(c.slots, (20_000 - 256) / 2);
         assert!(c.warnings[0].contains("ulimit -n"));

@@ -273,11 +273,16 @@ impl LogLimiter {
 pub struct GuestOutput(Arc<Mutex<Vec<u8>>>);
 
 impl GuestOutput {
-    /// The last non-empty line written, escaped for the terminal.
+    /// The last meaningful line written (a panic's message, not the backtrace hint that
+    /// follows it), escaped for the terminal.
     pub fn last_line(&self) -> String {
         let buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let text = String::from_utf8_lossy(&buf);
-        let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("note: "))
+            .unwrap_or("");
         crate::session_host::escape(line)
     }
 }

@@ -1,1 +1,11 @@
-fn main() {}
+//! Integration tests: one binary (ripgrep/wasmtime style). Every test starts its own servers on
+//! 127.0.0.1:0 and runs real components built by `scripts/build-guests`.
+
+mod bad_input;
+mod hostile;
+mod http;
+mod isolation;
+mod merge;
+mod pingpong;
+mod scale;
+mod support;

@@ -1,0 +1,23 @@
+//! The http-basic example against the embedded target: keep-alive, metric-name override,
+//! JSON bodies, checks.
+
+use crate::support::{ended, metric, plan, run};
+use chaperon_host::target::TargetServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_basic_reuses_one_connection_per_session() {
+    let server = TargetServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let plan = plan("http_basic", 10, Some(server.base_url()), &["http_basic.items=3"]);
+    let r = run(&plan).await.report;
+    assert_eq!(ended(&r, "completed"), 10, "{}", r.summary_table());
+    assert_eq!(metric(&r, "http GET /").count, 10);
+    assert_eq!(metric(&r, "http GET /items/:id").count, 30);
+    assert_eq!(metric(&r, "http POST /items").count, 10);
+    assert_eq!(r.total_errors(), 0, "{}", r.summary_table());
+    let stats = server.stats();
+    assert_eq!(stats.requests_to("GET", "/items/2"), 10);
+    assert_eq!(stats.connections(), 10, "one keep-alive connection per virtual user");
+    server.shutdown().await;
+}

@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests.
+
+use chaperon_host::cli::RunArgs;
+use chaperon_host::config::RunPlan;
+use chaperon_host::report::{MetricStats, Report};
+use chaperon_host::runner::{self, RunOptions, RunOutcome, Stop};
+use chaperon_host::state::LogLevel;
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a guest component built by scripts/build-guests.
+pub fn guest(name: &str) -> PathBuf {
+    let path = root()
+        .join("target/wasm32-wasip2/guest")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash scripts/build-guests` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// The host binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_chaperon-host")
+}
+
+/// A plan for `sessions` sessions of `component` with `--config` values.
+pub fn plan(component: &str, sessions: u32, base_url: Option<String>, config: &[&str]) -> RunPlan {
+    let args = RunArgs {
+        target: guest(component),
+        sessions: Some(sessions),
+        base_url,
+        config: config.iter().map(|s| s.to_string()).collect(),
+        no_cache: false,
+        quiet: true,
+        ..RunArgs::default()
+    };
+    RunPlan::from_args(&args).expect("valid plan")
+}
+
+/// Runs a plan in-process.
+pub async fn run(plan: &RunPlan) -> RunOutcome {
+    let (_tx, stop) = tokio::sync::watch::channel(Stop::Running);
+    let options = RunOptions {
+        stop,
+        log_level: LogLevel::Off,
+        progress: false,
+    };
+    runner::run(plan, options).await.expect("run starts")
+}
+
+/// A metric of the report, or a panic naming the keys there are.
+pub fn metric<'a>(report: &'a Report, key: &str) -> &'a MetricStats {
+    report.metrics.get(key).unwrap_or_else(|| {
+        panic!(
+            "no metric `{key}`; have {:?}",
+            report.metrics.keys().collect::<Vec<_>>()
+        )
+    })
+}
+
+/// How many sessions ended with `kind`.
+pub fn ended(report: &Report, kind: &str) -> u64 {
+    report.sessions.ended.get(kind).copied().unwrap_or(0)
+}
+
+/// Runs the host binary with `args`; returns (exit code, stdout, stderr).
+pub fn host(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("host binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
