@@ -1,2 +1,272 @@
-//! Benchmarks (filled in below).
-pub async fn run(_args: &crate::cli::BenchArgs) -> i32 { 0 }
+//! `chaperon-host bench`: start rate, host-call cost and memory per idle WebSocket session,
+//! printed as a table. Measurements, not tests: these machines are shared and noisy.
+//!
+//! The target runs in a separate process (`chaperon-host target`) on loopback so its sockets and
+//! memory are not counted as ours. The open-files limit is raised to the hard limit first; when a
+//! kernel limit caps a count, the figure is measured at the count that fits and the limit named.
+
+use crate::cli::{BenchArgs, RunArgs};
+use crate::config::RunPlan;
+use crate::runner::{self, RunOptions, RunOutcome, Stop};
+use crate::state::LogLevel;
+use std::io::BufRead;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// One row of the result table.
+struct Row {
+    what: String,
+    figure: String,
+    goal: &'static str,
+}
+
+/// Runs the benchmark and prints the table; exit code 0, or 1 when it could not run.
+pub async fn run(args: &BenchArgs) -> i32 {
+    match bench(args).await {
+        Ok(rows) => {
+            print_table(&rows);
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+async fn bench(args: &BenchArgs) -> Result<Vec<Row>, String> {
+    let sys = crate::limits::SystemLimits::probe();
+    eprintln!(
+        "open-files limit {}, vm.max_map_count {}",
+        sys.open_files,
+        sys.max_map_count.map_or("unknown".into(), |m| m.to_string())
+    );
+    let target = TargetProcess::start()?;
+    let mut rows = Vec::new();
+    let idle = &args.idle_component;
+    let rate = start_rate(idle, args.starts, None).await?;
+    rows.push(Row {
+        what: format!("session starts/s, idle host ({} sessions)", args.starts),
+        figure: format!("{rate:.0}"),
+        goal: ">= 50000",
+    });
+    let background = background_count(&sys, 10_000);
+    let rate = start_rate(idle, args.starts, Some(background)).await?;
+    rows.push(Row {
+        what: format!("session starts/s while {background} sessions run"),
+        figure: format!("{rate:.0}"),
+        goal: "",
+    });
+    let ns = host_call_ns(idle).await?;
+    rows.push(Row {
+        what: "host call (session.random), ns".into(),
+        figure: format!("{ns:.0}"),
+        goal: "<= 100",
+    });
+    for &n in &args.sessions {
+        let n = n.min(socket_cap(&sys));
+        let (rss, private) = memory_per_ws_session(&args.ws_component, n, &target.base_url).await?;
+        rows.push(Row {
+            what: format!("RSS per idle WebSocket session at {n}, KiB"),
+            figure: format!("{rss:.1}"),
+            goal: "<= 64",
+        });
+        rows.push(Row {
+            what: format!("private memory per idle WebSocket session at {n}, KiB"),
+            figure: format!("{private:.1}"),
+            goal: "",
+        });
+    }
+    Ok(rows)
+}
+
+/// Sessions the map count allows next to a measuring run; names the sysctl when capped.
+fn background_count(sys: &crate::limits::SystemLimits, wanted: u32) -> u32 {
+    let fits = sys
+        .max_instances()
+        .map_or(u64::from(wanted), |m| m.saturating_sub(2_000));
+    let n = u32::try_from(fits.min(u64::from(wanted))).unwrap_or(wanted);
+    if n < wanted {
+        eprintln!(
+            "note: vm.max_map_count caps the background run at {n} sessions; raise it with `sysctl -w vm.max_map_count={}` to measure {wanted}",
+            u64::from(wanted + 2_000) * 6 + 256
+        );
+    }
+    n
+}
+
+/// Sessions with one socket each the fd limit allows (our side; the target has its own).
+fn socket_cap(sys: &crate::limits::SystemLimits) -> u32 {
+    u32::try_from(sys.max_socket_sessions(1)).unwrap_or(u32::MAX)
+}
+
+fn plan(component: &Path, sessions: u32, config: &[String], base_url: Option<&str>) -> Result<RunPlan, String> {
+    let args = RunArgs {
+        target: component.to_path_buf(),
+        sessions: Some(sessions),
+        base_url: base_url.map(str::to_owned),
+        config: config.to_vec(),
+        quiet: true,
+        ..RunArgs::default()
+    };
+    RunPlan::from_args(&args).map_err(|e| e.to_string())
+}
+
+async fn run_quiet(plan: &RunPlan, stop: watch::Receiver<Stop>) -> Result<RunOutcome, String> {
+    let options = RunOptions {
+        stop,
+        log_level: LogLevel::Off,
+        progress: false,
+    };
+    runner::run(plan, options).await.map_err(|e| e.to_string())
+}
+
+/// Sessions per second for `starts` short sessions, optionally next to `background` sessions
+/// waiting in a delay.
+async fn start_rate(component: &Path, starts: u32, background: Option<u32>) -> Result<f64, String> {
+    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+    let mut bg = None;
+    if let Some(n) = background {
+        let p = plan(component, n, &["evil.mode=delay".into(), "evil.delay_ms=120000".into()], None)?;
+        let rx = stop_rx.clone();
+        bg = Some(tokio::spawn(async move { run_quiet(&p, rx).await }));
+        wait_for_instances(n).await;
+    }
+    let mut p = plan(component, starts, &["evil.mode=ok".into()], None)?;
+    p.limits.max_concurrent = 1_000;
+    let (_keep, rx) = watch::channel(Stop::Running);
+    let outcome = run_quiet(&p, rx).await?;
+    let _ = stop_tx.send(Stop::Now);
+    if let Some(bg) = bg {
+        let _ = bg.await;
+    }
+    let done = outcome.report.sessions.ended.get("completed").copied().unwrap_or(0);
+    Ok(done as f64 / outcome.report.duration_secs.max(1e-9))
+}
+
+/// Waits until roughly `n` more instances are alive, judged by this process's memory maps
+/// (each instance maps its memory and stack), for at most 60 s.
+async fn wait_for_instances(n: u32) {
+    let base = count_maps();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_maps() < base + u64::from(n) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+fn count_maps() -> u64 {
+    std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count() as u64)
+}
+
+/// Nanoseconds per cheap host call: one session making a million calls, minus one making none.
+async fn host_call_ns(component: &Path) -> Result<f64, String> {
+    const CALLS: u32 = 2_000_000;
+    let time = |n: u32| async move {
+        let p = plan(component, 1, &["evil.mode=calls".into(), format!("evil.n={n}")], None)?;
+        let (_keep, rx) = watch::channel(Stop::Running);
+        let start = Instant::now();
+        let o = run_quiet(&p, rx).await?;
+        if !o.all_completed() {
+            return Err(format!("the host-call guest did not complete:\n{}", o.report.summary_table()));
+        }
+        Ok::<f64, String>(start.elapsed().as_secs_f64())
+    };
+    let base = time(0).await?;
+    let full = time(CALLS).await?;
+    Ok((full - base).max(0.0) * 1e9 / f64::from(CALLS))
+}
+
+/// (RSS KiB, private KiB) per session with an open WebSocket, idle in a delay.
+async fn memory_per_ws_session(component: &Path, n: u32, base_url: &str) -> Result<(f64, f64), String> {
+    let (rss0, private0) = (rss_kib(), private_kib());
+    let fds0 = count_fds();
+    let p = plan(
+        component,
+        n,
+        &["evil.mode=ws_hold".into(), "evil.delay_ms=120000".into()],
+        Some(base_url),
+    )?;
+    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+    let run = tokio::spawn(async move { run_quiet(&p, stop_rx).await });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count_fds() < fds0 + u64::from(n) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open = count_fds().saturating_sub(fds0);
+    let (rss1, private1) = (rss_kib(), private_kib());
+    let _ = stop_tx.send(Stop::Now);
+    let _ = run.await;
+    if open < u64::from(n) {
+        return Err(format!("only {open} of {n} WebSockets opened within 120 s"));
+    }
+    let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / f64::from(n);
+    Ok((per(rss0, rss1), per(private0, private1)))
+}
+
+fn rss_kib() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .unwrap_or(0);
+    pages * 4
+}
+
+/// Private (anonymous + private file) memory from smaps_rollup: what sessions really add, as
+/// opposed to shared code pages.
+fn private_kib() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
+        .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+fn count_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// The demo target in a child process on a free loopback port; killed on drop.
+struct TargetProcess {
+    child: std::process::Child,
+    base_url: String,
+}
+
+impl TargetProcess {
+    fn start() -> Result<TargetProcess, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = std::process::Command::new(exe)
+            .args(["target", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the target process: {e}"))?;
+        let stdout = child.stdout.take().ok_or("the target has no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let base_url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .ok_or_else(|| format!("unexpected target output: {line}"))?
+            .to_owned();
+        Ok(TargetProcess { child, base_url })
+    }
+}
+
+impl Drop for TargetProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    let w = rows.iter().map(|r| r.what.len()).max().unwrap_or(10);
+    println!("{:<w$}  {:>10}  {}", "measure", "figure", "goal");
+    for r in rows {
+        println!("{:<w$}  {:>10}  {}", r.what, r.figure, r.goal);
+    }
+}

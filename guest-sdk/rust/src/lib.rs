@@ -83,7 +83,7 @@ mod tests;
 pub mod wit {
     wit_bindgen::generate!({
         world: "scenario",
-        path: "/tmp/witfix",
+        path: "../../wit",
         pub_export_macro: true,
         default_bindings_module: "chaperon_sdk::wit",
         additional_derives: [PartialEq, Eq],

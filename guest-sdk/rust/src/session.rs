@@ -395,7 +395,7 @@ impl Session {
 
     /// Records a custom sample `value` under `metric` (µs, or whatever unit the name implies).
     pub fn record(&mut self, metric: &str, value: u32) {
-        host::record(metric, value);
+        host::record_metric(metric, value);
     }
 
     /// Ends the scenario on purpose: returns an [`Error::Aborted`] to propagate with

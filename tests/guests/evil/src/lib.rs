@@ -97,6 +97,23 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             s.delay(s.config_or("evil.delay_ms", 0));
             Ok(())
         }
+        // Records `evil.offset + vu` under `value` (merge tests compare exact values).
+        "record" => {
+            let offset: u32 = s.config_or("evil.offset", 0);
+            let value = offset + s.vu();
+            s.record("value", value);
+            Ok(())
+        }
+        // `evil.n` cheap host calls in a row (host-call cost benchmark).
+        "calls" => {
+            let n: u32 = s.config_or("evil.n", 0);
+            let mut acc = 0u32;
+            for _ in 0..n {
+                acc = acc.wrapping_add(s.random(10));
+            }
+            black_box(acc);
+            Ok(())
+        }
         "stderr" => {
             eprintln!("evil line on stderr");
             panic!("evil panic after stderr");
