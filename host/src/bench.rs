@@ -66,7 +66,15 @@ async fn bench(args: &BenchArgs) -> Result<Vec<Row>, String> {
     });
     for &n in &args.sessions {
         let n = n.min(socket_cap(&sys));
-        let (rss, private) = memory_per_ws_session(&args.ws_component, n, &target.base_url).await?;
+        let (rss, private) = memory_per_session(idle, n, &target.base_url, false).await?;
+        rows.push(Row {
+            what: format!("RSS per idle session (no connection) at {n}, KiB"),
+            figure: format!("{rss:.1}"),
+            goal: "",
+        });
+        let (rss, private2) = memory_per_session(&args.ws_component, n, &target.base_url, true).await?;
+        let _ = private;
+        let private = private2;
         rows.push(Row {
             what: format!("RSS per idle WebSocket session at {n}, KiB"),
             figure: format!("{rss:.1}"),
@@ -178,29 +186,37 @@ async fn host_call_ns(component: &Path) -> Result<f64, String> {
     Ok((full - base).max(0.0) * 1e9 / f64::from(CALLS))
 }
 
-/// (RSS KiB, private KiB) per session with an open WebSocket, idle in a delay.
-async fn memory_per_ws_session(component: &Path, n: u32, base_url: &str) -> Result<(f64, f64), String> {
+/// (RSS KiB, private KiB) per session idle in a delay, holding an open WebSocket when `ws`.
+async fn memory_per_session(component: &Path, n: u32, base_url: &str, ws: bool) -> Result<(f64, f64), String> {
     let (rss0, private0) = (rss_kib(), private_kib());
-    let fds0 = count_fds();
+    let (fds0, maps0) = (count_fds(), count_maps());
+    let mode = if ws { "evil.mode=ws_hold" } else { "evil.mode=delay" };
     let p = plan(
         component,
         n,
-        &["evil.mode=ws_hold".into(), "evil.delay_ms=120000".into()],
+        &[mode.into(), "evil.delay_ms=120000".into()],
         Some(base_url),
     )?;
     let (stop_tx, stop_rx) = watch::channel(Stop::Running);
     let run = tokio::spawn(async move { run_quiet(&p, stop_rx).await });
+    let ready = || {
+        if ws {
+            count_fds() >= fds0 + u64::from(n)
+        } else {
+            count_maps() >= maps0 + u64::from(n)
+        }
+    };
     let deadline = Instant::now() + Duration::from_secs(120);
-    while count_fds() < fds0 + u64::from(n) && Instant::now() < deadline {
+    while !ready() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let open = count_fds().saturating_sub(fds0);
+    let all_up = ready();
     let (rss1, private1) = (rss_kib(), private_kib());
     let _ = stop_tx.send(Stop::Now);
     let _ = run.await;
-    if open < u64::from(n) {
-        return Err(format!("only {open} of {n} WebSockets opened within 120 s"));
+    if !all_up {
+        return Err(format!("only part of {n} sessions started within 120 s"));
     }
     let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / f64::from(n);
     Ok((per(rss0, rss1), per(private0, private1)))

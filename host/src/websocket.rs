@@ -19,6 +19,9 @@ type Sink = SplitSink<WebSocketStream<NetStream>, tungstenite::Message>;
 
 /// Largest single frame a server may send.
 const MAX_FRAME: usize = 4 << 20;
+/// Initial read buffer per connection (it grows for large messages). tungstenite's default
+/// of 128 KiB per connection would dominate the memory of an idle session.
+const READ_BUFFER: usize = 1024;
 /// How long `close` waits for the peer's close reply.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -58,6 +61,8 @@ pub async fn connect(
         .unwrap_or(shared.limits.connect_timeout);
     let request = handshake_request(&url, cookies, options)?;
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(Some(shared.limits.max_ws_message as usize))
         .max_frame_size(Some(MAX_FRAME));
     let origin = Origin::of(&url)?;
