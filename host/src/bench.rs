@@ -61,7 +61,11 @@ fn memory_in_child(args: &BenchArgs, n: u32, url: &str) -> Result<[f64; 3], Stri
     let figures: Vec<f64> = text
         .lines()
         .find_map(|l| l.strip_prefix("memory "))
-        .map(|l| l.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     match figures[..] {
         [a, b, c] => Ok([a, b, c]),
@@ -81,7 +85,8 @@ async fn bench(args: &BenchArgs) -> Result<Vec<Row>, String> {
     eprintln!(
         "open-files limit {}, vm.max_map_count {}",
         sys.open_files,
-        sys.max_map_count.map_or("unknown".into(), |m| m.to_string())
+        sys.max_map_count
+            .map_or("unknown".into(), |m| m.to_string())
     );
     let target = TargetProcess::start()?;
     let mut rows = Vec::new();
@@ -147,7 +152,12 @@ fn socket_cap(sys: &crate::limits::SystemLimits) -> u32 {
     u32::try_from(sys.max_socket_sessions(1)).unwrap_or(u32::MAX)
 }
 
-fn plan(component: &Path, sessions: u32, config: &[String], base_url: Option<&str>) -> Result<RunPlan, String> {
+fn plan(
+    component: &Path,
+    sessions: u32,
+    config: &[String],
+    base_url: Option<&str>,
+) -> Result<RunPlan, String> {
     let args = RunArgs {
         target: component.to_path_buf(),
         sessions: Some(sessions),
@@ -174,7 +184,12 @@ async fn start_rate(component: &Path, starts: u32, background: Option<u32>) -> R
     let (stop_tx, stop_rx) = watch::channel(Stop::Running);
     let mut bg = None;
     if let Some(n) = background {
-        let p = plan(component, n, &["evil.mode=delay".into(), "evil.delay_ms=120000".into()], None)?;
+        let p = plan(
+            component,
+            n,
+            &["evil.mode=delay".into(), "evil.delay_ms=120000".into()],
+            None,
+        )?;
         let rx = stop_rx.clone();
         bg = Some(tokio::spawn(async move { run_quiet(&p, rx).await }));
         wait_for_instances(n).await;
@@ -187,7 +202,13 @@ async fn start_rate(component: &Path, starts: u32, background: Option<u32>) -> R
     if let Some(bg) = bg {
         let _ = bg.await;
     }
-    let done = outcome.report.sessions.ended.get("completed").copied().unwrap_or(0);
+    let done = outcome
+        .report
+        .sessions
+        .ended
+        .get("completed")
+        .copied()
+        .unwrap_or(0);
     Ok(done as f64 / outcome.report.duration_secs.max(1e-9))
 }
 
@@ -210,12 +231,20 @@ fn count_maps() -> u64 {
 async fn host_call_ns(component: &Path) -> Result<f64, String> {
     const CALLS: u32 = 2_000_000;
     let time = |n: u32| async move {
-        let p = plan(component, 1, &["evil.mode=calls".into(), format!("evil.n={n}")], None)?;
+        let p = plan(
+            component,
+            1,
+            &["evil.mode=calls".into(), format!("evil.n={n}")],
+            None,
+        )?;
         let (_keep, rx) = watch::channel(Stop::Running);
         let start = Instant::now();
         let o = run_quiet(&p, rx).await?;
         if !o.all_completed() {
-            return Err(format!("the host-call guest did not complete:\n{}", o.report.summary_table()));
+            return Err(format!(
+                "the host-call guest did not complete:\n{}",
+                o.report.summary_table()
+            ));
         }
         Ok::<f64, String>(start.elapsed().as_secs_f64())
     };
@@ -225,10 +254,19 @@ async fn host_call_ns(component: &Path) -> Result<f64, String> {
 }
 
 /// (RSS KiB, private KiB) per session idle in a delay, holding an open WebSocket when `ws`.
-async fn memory_per_session(component: &Path, n: u32, base_url: &str, ws: bool) -> Result<(f64, f64), String> {
+async fn memory_per_session(
+    component: &Path,
+    n: u32,
+    base_url: &str,
+    ws: bool,
+) -> Result<(f64, f64), String> {
     let (rss0, private0) = (rss_kib(), private_kib());
     let (fds0, maps0) = (count_fds(), count_maps());
-    let mode = if ws { "evil.mode=ws_hold" } else { "evil.mode=delay" };
+    let mode = if ws {
+        "evil.mode=ws_hold"
+    } else {
+        "evil.mode=delay"
+    };
     let p = plan(
         component,
         n,
@@ -263,7 +301,11 @@ async fn memory_per_session(component: &Path, n: u32, base_url: &str, ws: bool) 
 fn rss_kib() -> u64 {
     let pages = std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     pages * 4
 }
@@ -274,7 +316,11 @@ fn private_kib() -> u64 {
     let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
     text.lines()
         .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
-        .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .sum()
 }
 
@@ -319,7 +365,7 @@ impl Drop for TargetProcess {
 
 fn print_table(rows: &[Row]) {
     let w = rows.iter().map(|r| r.what.len()).max().unwrap_or(10);
-    println!("{:<w$}  {:>10}  {}", "measure", "figure", "goal");
+    println!("{:<w$}  {:>10}  goal", "measure", "figure");
     for r in rows {
         println!("{:<w$}  {:>10}  {}", r.what, r.figure, r.goal);
     }

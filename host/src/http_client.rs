@@ -5,7 +5,9 @@
 //! each session's connection count is a hard cap rather than a shared pool's guess.
 
 use crate::bindings::RequestError;
-use crate::bindings::http::{Body, Method, Request, RequestOptions, Response, StatusRange, Timings};
+use crate::bindings::http::{
+    Body, Method, Request, RequestOptions, Response, StatusRange, Timings,
+};
 use crate::net::{self, ByteCounters, Origin};
 use crate::state::RunShared;
 use bytes::Bytes;
@@ -84,7 +86,9 @@ pub fn resolve(base: Option<&url::Url>, path: &str, ws: bool) -> Result<url::Url
         Ok(u) => u,
         Err(url::ParseError::RelativeUrlWithoutBase) => {
             let base = base.ok_or_else(|| {
-                invalid(format!("`{path}` is relative and the config has no base_url"))
+                invalid(format!(
+                    "`{path}` is relative and the config has no base_url"
+                ))
             })?;
             let joined = format!(
                 "{}/{}",
@@ -139,9 +143,9 @@ pub async fn send(
     pool: &mut HttpPool,
     request: Request,
 ) -> Result<Response, RequestError> {
-    let url = resolve(shared.base_url.as_ref(), &request.url, false).and_then(|mut u| {
+    let url = resolve(shared.base_url.as_ref(), &request.url, false).map(|mut u| {
         append_query(&mut u, &request.query);
-        Ok(u)
+        u
     });
     let key = match &url {
         Ok(u) => metric_key(request.method, u, &request.options),
@@ -357,7 +361,10 @@ fn build_request(
         .method(method_str(request.method))
         .uri(path)
         .header(http::header::HOST, host)
-        .header(http::header::USER_AGENT, concat!("chaperon/", env!("CARGO_PKG_VERSION")))
+        .header(
+            http::header::USER_AGENT,
+            concat!("chaperon/", env!("CARGO_PKG_VERSION")),
+        )
         .header(http::header::ACCEPT, "*/*");
     let mut has_content_type = false;
     for (name, value) in &request.headers {
@@ -379,13 +386,20 @@ fn build_request(
 }
 
 fn check_header(name: &str, value: &str) -> Result<(), RequestError> {
-    if FORBIDDEN_HEADERS.iter().any(|f| name.eq_ignore_ascii_case(f)) {
+    if FORBIDDEN_HEADERS
+        .iter()
+        .any(|f| name.eq_ignore_ascii_case(f))
+    {
         return Err(RequestError::Invalid(format!(
             "header `{name}` is set by the host and may not be set by a scenario"
         )));
     }
-    http::HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| RequestError::Invalid(format!("invalid header name `{}`", crate::session_host::escape(name))))?;
+    http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        RequestError::Invalid(format!(
+            "invalid header name `{}`",
+            crate::session_host::escape(name)
+        ))
+    })?;
     http::HeaderValue::from_str(value)
         .map_err(|_| RequestError::Invalid(format!("invalid value for header `{name}`")))?;
     Ok(())
@@ -409,7 +423,10 @@ fn body_bytes(body: &Body) -> Result<(Bytes, Option<&'static str>), RequestError
             let encoded = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(fields.iter())
                 .finish();
-            (Bytes::from(encoded), Some("application/x-www-form-urlencoded"))
+            (
+                Bytes::from(encoded),
+                Some("application/x-www-form-urlencoded"),
+            )
         }
     };
     if bytes.len() > MAX_REQUEST_BODY {
@@ -439,7 +456,12 @@ async fn read_body(
 
 fn header_list(h: &http::HeaderMap) -> Vec<(String, String)> {
     h.iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -459,39 +481,6 @@ fn hyper_error(e: &hyper::Error) -> RequestError {
         RequestError::Timeout
     } else {
         RequestError::Protocol(e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolve_keeps_base_path_and_switches_ws_scheme() {
-        let base = url::Url::parse("http://127.0.0.1:8080/api/").ok();
-        let u = resolve(base.as_ref(), "/items/1", false).unwrap();
-        assert_eq!(u.as_str(), "http://127.0.0.1:8080/api/items/1");
-        let u = resolve(base.as_ref(), "/ping/pong", true).unwrap();
-        assert_eq!(u.as_str(), "ws://127.0.0.1:8080/api/ping/pong");
-        assert!(resolve(None, "/x", false).is_err());
-        assert!(resolve(None, "gopher://x/", false).is_err());
-    }
-
-    #[test]
-    fn cookies_merge_by_name() {
-        let mut p = HttpPool::default();
-        p.store_cookies(["a=1; Path=/", "b=2"].into_iter());
-        p.store_cookies(["a=3"].into_iter());
-        assert_eq!(p.cookie_header().unwrap(), "a=3; b=2");
-        p.store_cookies(["b=; Max-Age=0"].into_iter());
-        assert_eq!(p.cookie_header().unwrap(), "a=3");
-    }
-
-    #[test]
-    fn expected_statuses() {
-        assert!(is_expected(200, &[]));
-        assert!(!is_expected(404, &[]));
-        assert!(is_expected(404, &[StatusRange { min: 404, max: 404 }]));
     }
 }
 
@@ -542,5 +531,38 @@ impl HttpPool {
         for (origin, conns) in lane.idle {
             self.idle.entry(origin).or_default().extend(conns);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_keeps_base_path_and_switches_ws_scheme() {
+        let base = url::Url::parse("http://127.0.0.1:8080/api/").ok();
+        let u = resolve(base.as_ref(), "/items/1", false).unwrap();
+        assert_eq!(u.as_str(), "http://127.0.0.1:8080/api/items/1");
+        let u = resolve(base.as_ref(), "/ping/pong", true).unwrap();
+        assert_eq!(u.as_str(), "ws://127.0.0.1:8080/api/ping/pong");
+        assert!(resolve(None, "/x", false).is_err());
+        assert!(resolve(None, "gopher://x/", false).is_err());
+    }
+
+    #[test]
+    fn cookies_merge_by_name() {
+        let mut p = HttpPool::default();
+        p.store_cookies(["a=1; Path=/", "b=2"].into_iter());
+        p.store_cookies(["a=3"].into_iter());
+        assert_eq!(p.cookie_header().unwrap(), "a=3; b=2");
+        p.store_cookies(["b=; Max-Age=0"].into_iter());
+        assert_eq!(p.cookie_header().unwrap(), "a=3");
+    }
+
+    #[test]
+    fn expected_statuses() {
+        assert!(is_expected(200, &[]));
+        assert!(!is_expected(404, &[]));
+        assert!(is_expected(404, &[StatusRange { min: 404, max: 404 }]));
     }
 }

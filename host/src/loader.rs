@@ -54,21 +54,33 @@ const WASI_INTERFACES: [&str; 27] = [
 /// Why a component cannot be used. Each message is one line naming the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {reason}; check the path (example scenarios are built by scripts/build-guests)")]
+    #[error(
+        "cannot read {path}: {reason}; check the path (example scenarios are built by scripts/build-guests)"
+    )]
     Read { path: String, reason: String },
     #[error("{path} is {size} bytes, more than the {max}-byte limit for a scenario component")]
     TooLarge { path: String, size: u64, max: u64 },
-    #[error("{path} is not a WebAssembly file (it does not start with \\0asm); pass a .wasm component built with `cargo build --target wasm32-wasip2`")]
+    #[error(
+        "{path} is not a WebAssembly file (it does not start with \\0asm); pass a .wasm component built with `cargo build --target wasm32-wasip2`"
+    )]
     NotWasm { path: String },
-    #[error("{path} is a core module, not a component; build with --target wasm32-wasip2 (or wrap it with `wasm-tools component new`)")]
+    #[error(
+        "{path} is a core module, not a component; build with --target wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
+    )]
     CoreModule { path: String },
     #[error("{path} is not a valid component (truncated or corrupt: {reason}); rebuild it")]
     Invalid { path: String, reason: String },
-    #[error("{path} is a component of another world: it {what}; build it against wit/ (world {WIT_PACKAGE}/scenario@{WIT_VERSION})")]
+    #[error(
+        "{path} is a component of another world: it {what}; build it against wit/ (world {WIT_PACKAGE}/scenario@{WIT_VERSION})"
+    )]
     OtherWorld { path: String, what: String },
-    #[error("{path} imports {found}, but this host implements {WIT_PACKAGE}@{WIT_VERSION}; rebuild it against this host's wit/ or use a matching host version")]
+    #[error(
+        "{path} imports {found}, but this host implements {WIT_PACKAGE}@{WIT_VERSION}; rebuild it against this host's wit/ or use a matching host version"
+    )]
     Version { path: String, found: String },
-    #[error("{path} imports what this host does not provide: {imports}; scenarios may import only {WIT_PACKAGE}@{WIT_VERSION} and WASI 0.2")]
+    #[error(
+        "{path} imports what this host does not provide: {imports}; scenarios may import only {WIT_PACKAGE}@{WIT_VERSION} and WASI 0.2"
+    )]
     UnknownImports { path: String, imports: String },
     #[error("cannot compile {path}: {reason}")]
     Compile { path: String, reason: String },
@@ -171,7 +183,8 @@ fn scan(bytes: &[u8]) -> Result<Scan, String> {
             }
             Payload::ComponentExportSection(r) if depth == 0 => {
                 for export in r {
-                    s.exports.push(export.map_err(|e| e.to_string())?.name.0.to_owned());
+                    s.exports
+                        .push(export.map_err(|e| e.to_string())?.name.0.to_owned());
                 }
             }
             Payload::CustomSection(r) => {
@@ -302,6 +315,9 @@ mod tests {
     #[test]
     fn world_check_names_missing_exports() {
         let err = check_world("x.wasm", &[], &["run".into()]).unwrap_err();
-        assert!(err.to_string().contains("does not export init, teardown, invoke"));
+        assert!(
+            err.to_string()
+                .contains("does not export init, teardown, invoke")
+        );
     }
 }

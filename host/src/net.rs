@@ -34,7 +34,10 @@ impl Origin {
             .ok_or_else(|| RequestError::Invalid(format!("{url} has no port")))?;
         Ok(Origin {
             tls,
-            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port,
         })
     }
@@ -123,7 +126,10 @@ async fn connect_phases(
     Ok((NetStream { inner, counters }, t))
 }
 
-async fn connect_any(addrs: &[std::net::SocketAddr], host: &str) -> Result<TcpStream, RequestError> {
+async fn connect_any(
+    addrs: &[std::net::SocketAddr],
+    host: &str,
+) -> Result<TcpStream, RequestError> {
     let mut last = RequestError::Dns(format!("{host}: no addresses"));
     for addr in addrs {
         match TcpStream::connect(addr).await {
@@ -157,7 +163,9 @@ impl AsyncRead for NetStream {
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         };
         let n = buf.filled().len() - before;
-        this.counters.received.fetch_add(n as u64, Ordering::Relaxed);
+        this.counters
+            .received
+            .fetch_add(n as u64, Ordering::Relaxed);
         r
     }
 }

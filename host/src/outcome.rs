@@ -86,8 +86,12 @@ impl fmt::Display for SessionEnd {
             SessionEnd::GuestError(m) => write!(f, "guest-error: {m}"),
             SessionEnd::Trap { kind, detail } if detail.is_empty() => write!(f, "trap({kind})"),
             SessionEnd::Trap { kind, detail } => write!(f, "trap({kind}): {detail}"),
-            SessionEnd::CpuBudget => f.write_str("cpu-budget: the guest ran too long without yielding"),
-            SessionEnd::MemoryLimit => f.write_str("memory-limit: the guest outgrew its memory cap"),
+            SessionEnd::CpuBudget => {
+                f.write_str("cpu-budget: the guest ran too long without yielding")
+            }
+            SessionEnd::MemoryLimit => {
+                f.write_str("memory-limit: the guest outgrew its memory cap")
+            }
             SessionEnd::ResourceLimit(m) => write!(f, "resource-limit: {m}"),
             SessionEnd::Timeout => f.write_str("timeout: the session deadline passed"),
             SessionEnd::Aborted(r) => write!(f, "aborted: {r}"),

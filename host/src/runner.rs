@@ -93,10 +93,10 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
             eprintln!("warning: {w}");
         }
     }
-    let shape = preflights
-        .iter()
-        .map(|p| p.shape)
-        .fold(engine::ComponentShape::default(), engine::ComponentShape::max);
+    let shape = preflights.iter().map(|p| p.shape).fold(
+        engine::ComponentShape::default(),
+        engine::ComponentShape::max,
+    );
     let engine = engine::build_engine(&EngineSettings {
         slots: capacity.slots,
         memory_bytes: u64::from(plan.limits.memory_mb) << 20,
@@ -105,7 +105,8 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
     })?;
     let ticker = EpochTicker::start(&engine).map_err(|e| RunError::Setup(e.to_string()))?;
     let recorder = Arc::new(Recorder::new(worker_threads() + 1));
-    let scenarios = load_scenarios(plan, &preflights, &engine, &ticker, &recorder, &options).await?;
+    let scenarios =
+        load_scenarios(plan, &preflights, &engine, &ticker, &recorder, &options).await?;
     let started_at = std::time::SystemTime::now();
     let start = Instant::now();
     let (ends, interrupted) = run_sessions(&scenarios, capacity.slots, &plan.limits, options).await;
@@ -207,7 +208,11 @@ async fn run_sessions(
         };
         let Ok(permit) = permit else { break };
         let (pre, shared, config) = (sc.pre.clone(), sc.shared.clone(), sc.plan.config.clone());
-        let id = format!("{}-{}", sc.plan.name, next_id.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "{}-{}",
+            sc.plan.name,
+            next_id.fetch_add(1, Ordering::Relaxed)
+        );
         tasks.spawn(async move {
             let identity = SessionIdentity {
                 id: id.clone(),
@@ -225,7 +230,13 @@ async fn run_sessions(
         }
     }
     let spawned_all = ends.len() as u64 + tasks.len() as u64 == total;
-    let interrupted = drain(&mut tasks, &mut ends, limits.graceful_stop, &mut options.stop).await;
+    let interrupted = drain(
+        &mut tasks,
+        &mut ends,
+        limits.graceful_stop,
+        &mut options.stop,
+    )
+    .await;
     (ends, interrupted || !spawned_all)
 }
 
@@ -342,7 +353,10 @@ async fn lifecycle(pre: &ScenarioPre<VuState>, store: &mut Store<VuState>) -> Se
     store.data_mut().cpu.reset();
     let run = instance.call_run(&mut *store).await;
     let run_end = failed(store, run);
-    if matches!(run_end, Some(SessionEnd::GuestError(_)) | Some(SessionEnd::Aborted(_)) | None) {
+    if matches!(
+        run_end,
+        Some(SessionEnd::GuestError(_)) | Some(SessionEnd::Aborted(_)) | None
+    ) {
         store.data_mut().cpu.reset();
         let teardown = instance.call_teardown(&mut *store).await;
         if let (None, Some(end)) = (&run_end, failed(store, teardown)) {
@@ -353,11 +367,18 @@ async fn lifecycle(pre: &ScenarioPre<VuState>, store: &mut Store<VuState>) -> Se
 }
 
 /// `None` when an entry point returned ok, else how the session ends.
-fn failed(store: &Store<VuState>, r: wasmtime::Result<Result<(), ScenarioError>>) -> Option<SessionEnd> {
+fn failed(
+    store: &Store<VuState>,
+    r: wasmtime::Result<Result<(), ScenarioError>>,
+) -> Option<SessionEnd> {
     match r {
         Ok(Ok(())) => None,
-        Ok(Err(ScenarioError::Failed(m))) => Some(SessionEnd::GuestError(crate::session_host::escape(&m))),
-        Ok(Err(ScenarioError::Aborted(m))) => Some(SessionEnd::Aborted(crate::session_host::escape(&m))),
+        Ok(Err(ScenarioError::Failed(m))) => {
+            Some(SessionEnd::GuestError(crate::session_host::escape(&m)))
+        }
+        Ok(Err(ScenarioError::Aborted(m))) => {
+            Some(SessionEnd::Aborted(crate::session_host::escape(&m)))
+        }
         Err(e) => Some(classify_trap(store, &e)),
     }
 }
@@ -394,10 +415,7 @@ pub fn classify_trap(store: &Store<VuState>, e: &wasmtime::Error) -> SessionEnd 
 fn instantiate_error(store: &Store<VuState>, e: &wasmtime::Error) -> SessionEnd {
     let text = format!("{e:#}");
     if text.contains("maximum concurrent") || text.contains("pool") {
-        return SessionEnd::LoadError(format!(
-            "instance pool full: {}",
-            loader::first_line(&text)
-        ));
+        return SessionEnd::LoadError(format!("instance pool full: {}", loader::first_line(&text)));
     }
     match classify_trap(store, e) {
         SessionEnd::ResourceLimit(m) => SessionEnd::LoadError(m),

@@ -173,7 +173,12 @@ impl session::Host for VuState {
         Ok(())
     }
 
-    async fn spawn(&mut self, _function: String, _args: String, _task: String) -> Wt<Result<String, FlowError>> {
+    async fn spawn(
+        &mut self,
+        _function: String,
+        _args: String,
+        _task: String,
+    ) -> Wt<Result<String, FlowError>> {
         Ok(Err(not_yet("async children")))
     }
 
@@ -188,7 +193,11 @@ impl session::Host for VuState {
         Ok(Err(not_yet("cc_spread")))
     }
 
-    async fn await_task(&mut self, task: String, _timeout_ms: u32) -> Wt<Vec<Result<String, FlowError>>> {
+    async fn await_task(
+        &mut self,
+        task: String,
+        _timeout_ms: u32,
+    ) -> Wt<Vec<Result<String, FlowError>>> {
         let _ = task;
         Ok(Vec::new())
     }
@@ -198,14 +207,21 @@ impl session::Host for VuState {
     }
 
     async fn signal(&mut self, task: String, _value: String) -> Wt<Result<(), FlowError>> {
-        Ok(Err(FlowError::Unknown(format!("no child task `{}`", escape(&task)))))
+        Ok(Err(FlowError::Unknown(format!(
+            "no child task `{}`",
+            escape(&task)
+        ))))
     }
 
     async fn signal_parent(&mut self, _value: String) -> Wt<Result<(), FlowError>> {
         Ok(Err(FlowError::Unknown("this session has no parent".into())))
     }
 
-    async fn await_signal(&mut self, _expected: Option<String>, timeout_ms: u32) -> Wt<Result<String, FlowError>> {
+    async fn await_signal(
+        &mut self,
+        _expected: Option<String>,
+        timeout_ms: u32,
+    ) -> Wt<Result<String, FlowError>> {
         // No session can signal this one yet (children arrive with the session-API issue), so
         // waiting ends in the timeout the scenario asked for.
         tokio::time::sleep(Duration::from_millis(u64::from(timeout_ms))).await;
@@ -213,7 +229,12 @@ impl session::Host for VuState {
         Ok(Err(FlowError::Timeout))
     }
 
-    async fn run_scenario(&mut self, _name: String, _config: String, _merge: bool) -> Wt<Result<String, FlowError>> {
+    async fn run_scenario(
+        &mut self,
+        _name: String,
+        _config: String,
+        _merge: bool,
+    ) -> Wt<Result<String, FlowError>> {
         Ok(Err(not_yet("run_scenario")))
     }
 }
@@ -238,7 +259,7 @@ fn random_below(bound: u32) -> u32 {
         x ^= x >> 7;
         x ^= x << 17;
         s.set(x);
-        u32::try_from((x >> 32) * u64::from(bound) >> 32).unwrap_or(0)
+        u32::try_from(((x >> 32) * u64::from(bound)) >> 32).unwrap_or(0)
     })
 }
 
@@ -289,7 +310,11 @@ impl VuState {
         }
     }
 
-    async fn ws_send(&mut self, handle: Resource<WsConnection>, msg: tokio_tungstenite::tungstenite::Message) -> Wt<Result<(), RequestError>> {
+    async fn ws_send(
+        &mut self,
+        handle: Resource<WsConnection>,
+        msg: tokio_tungstenite::tungstenite::Message,
+    ) -> Wt<Result<(), RequestError>> {
         let start = Instant::now();
         let timeout = self.shared.limits.request_timeout;
         let r = self.ws(&handle)?.send(msg, timeout).await;
@@ -300,9 +325,15 @@ impl VuState {
 }
 
 impl websocket::HostConnection for VuState {
-    async fn connect(&mut self, url: String, options: ConnectOptions) -> Wt<Result<Resource<WsConnection>, RequestError>> {
+    async fn connect(
+        &mut self,
+        url: String,
+        options: ConnectOptions,
+    ) -> Wt<Result<Resource<WsConnection>, RequestError>> {
         if self.ws_open >= self.shared.limits.ws_connections {
-            self.shared.recorder.record_error("ws_connect", "too-many-connections");
+            self.shared
+                .recorder
+                .record_error("ws_connect", "too-many-connections");
             return Ok(Err(RequestError::TooManyConnections));
         }
         let start = Instant::now();
@@ -318,10 +349,11 @@ impl websocket::HostConnection for VuState {
                 Ok(Ok(self.table.push(conn)?))
             }
             Err(e) => {
-                let key = match crate::http_client::resolve(self.shared.base_url.as_ref(), &url, true) {
-                    Ok(u) => format!("ws_connect {}", u.path()),
-                    Err(_) => "ws_connect".to_owned(),
-                };
+                let key =
+                    match crate::http_client::resolve(self.shared.base_url.as_ref(), &url, true) {
+                        Ok(u) => format!("ws_connect {}", u.path()),
+                        Err(_) => "ws_connect".to_owned(),
+                    };
                 self.shared
                     .recorder
                     .record_error(&key, crate::outcome::request_error_kind(&e));
@@ -330,15 +362,32 @@ impl websocket::HostConnection for VuState {
         }
     }
 
-    async fn send_text(&mut self, handle: Resource<WsConnection>, text: String) -> Wt<Result<(), RequestError>> {
-        self.ws_send(handle, tokio_tungstenite::tungstenite::Message::text(text)).await
+    async fn send_text(
+        &mut self,
+        handle: Resource<WsConnection>,
+        text: String,
+    ) -> Wt<Result<(), RequestError>> {
+        self.ws_send(handle, tokio_tungstenite::tungstenite::Message::text(text))
+            .await
     }
 
-    async fn send_binary(&mut self, handle: Resource<WsConnection>, data: Vec<u8>) -> Wt<Result<(), RequestError>> {
-        self.ws_send(handle, tokio_tungstenite::tungstenite::Message::binary(data)).await
+    async fn send_binary(
+        &mut self,
+        handle: Resource<WsConnection>,
+        data: Vec<u8>,
+    ) -> Wt<Result<(), RequestError>> {
+        self.ws_send(
+            handle,
+            tokio_tungstenite::tungstenite::Message::binary(data),
+        )
+        .await
     }
 
-    async fn recv(&mut self, handle: Resource<WsConnection>, timeout_ms: u32) -> Wt<Result<Message, RequestError>> {
+    async fn recv(
+        &mut self,
+        handle: Resource<WsConnection>,
+        timeout_ms: u32,
+    ) -> Wt<Result<Message, RequestError>> {
         let start = Instant::now();
         let timeout = self.recv_timeout(timeout_ms);
         let r = self.ws(&handle)?.recv(timeout).await;
@@ -347,7 +396,12 @@ impl websocket::HostConnection for VuState {
         Ok(r)
     }
 
-    async fn await_recv(&mut self, handle: Resource<WsConnection>, expected: Message, timeout_ms: u32) -> Wt<Result<(), RequestError>> {
+    async fn await_recv(
+        &mut self,
+        handle: Resource<WsConnection>,
+        expected: Message,
+        timeout_ms: u32,
+    ) -> Wt<Result<(), RequestError>> {
         let start = Instant::now();
         let timeout = self.recv_timeout(timeout_ms);
         let r = self.ws(&handle)?.await_recv(&expected, timeout).await;
@@ -356,7 +410,12 @@ impl websocket::HostConnection for VuState {
         Ok(r)
     }
 
-    async fn close(&mut self, handle: Resource<WsConnection>, code: u16, reason: String) -> Wt<Result<(), RequestError>> {
+    async fn close(
+        &mut self,
+        handle: Resource<WsConnection>,
+        code: u16,
+        reason: String,
+    ) -> Wt<Result<(), RequestError>> {
         let r = self.ws(&handle)?.close(code, reason).await;
         self.host_returned();
         Ok(r)

@@ -79,9 +79,12 @@ impl VuState {
             .stderr(output.clone())
             .allow_ip_name_lookup(false)
             .build();
-        let memory = usize::try_from(u64::from(shared.limits.memory_mb) << 20).unwrap_or(usize::MAX);
+        let memory =
+            usize::try_from(u64::from(shared.limits.memory_mb) << 20).unwrap_or(usize::MAX);
         let budget = u64::from(shared.limits.cpu_budget_ms)
-            / u64::try_from(crate::engine::EPOCH_TICK.as_millis()).unwrap_or(10).max(1);
+            / u64::try_from(crate::engine::EPOCH_TICK.as_millis())
+                .unwrap_or(10)
+                .max(1);
         let cpu = CpuMeter::new(shared.epoch.clone(), budget.max(1));
         VuState {
             wasi,

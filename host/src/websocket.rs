@@ -127,7 +127,9 @@ async fn read_loop(mut stream: SplitStream<WebSocketStream<NetStream>>, tx: mpsc
                 let (code, reason) = frame
                     .map(|f| (u16::from(f.code), f.reason.to_string()))
                     .unwrap_or((1005, String::new()));
-                let _ = tx.send(Inbound::Message(Message::Close((code, reason)))).await;
+                let _ = tx
+                    .send(Inbound::Message(Message::Close((code, reason))))
+                    .await;
                 return;
             }
             Ok(_) => continue,
@@ -143,7 +145,11 @@ async fn read_loop(mut stream: SplitStream<WebSocketStream<NetStream>>, tx: mpsc
 
 impl WsConnection {
     /// Sends one message within `timeout`.
-    pub async fn send(&mut self, msg: tungstenite::Message, timeout: Duration) -> Result<(), RequestError> {
+    pub async fn send(
+        &mut self,
+        msg: tungstenite::Message,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
         if let Some(e) = &self.done {
             return Err(e.clone());
         }
@@ -177,7 +183,11 @@ impl WsConnection {
     }
 
     /// Receives until `expected` arrives; the deadline covers the whole wait.
-    pub async fn await_recv(&mut self, expected: &Message, timeout: Duration) -> Result<(), RequestError> {
+    pub async fn await_recv(
+        &mut self,
+        expected: &Message,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -200,7 +210,8 @@ impl WsConnection {
             code: code.into(),
             reason: reason.into(),
         };
-        self.send(tungstenite::Message::Close(Some(frame)), CLOSE_WAIT).await?;
+        self.send(tungstenite::Message::Close(Some(frame)), CLOSE_WAIT)
+            .await?;
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
             while let Some(Inbound::Message(m)) = self.inbound.recv().await {
                 if matches!(m, Message::Close(_)) {

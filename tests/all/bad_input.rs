@@ -6,7 +6,10 @@ use crate::support::{guest, host};
 fn assert_fails(args: &[&str], expected: &str) {
     let (code, stdout, stderr) = host(args);
     assert_eq!(code, 1, "exit code for {args:?}: {stdout}{stderr}");
-    assert!(stderr.contains(expected), "{args:?}: expected `{expected}` in: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "{args:?}: expected `{expected}` in: {stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
@@ -48,7 +51,10 @@ fn truncated_component() {
     let bytes = std::fs::read(guest("pingpong")).unwrap();
     let f = tempdir().join("truncated.wasm");
     std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
-    assert_fails(&["inspect", f.to_str().unwrap()], "is not a valid component (truncated or corrupt");
+    assert_fails(
+        &["inspect", f.to_str().unwrap()],
+        "is not a valid component (truncated or corrupt",
+    );
 }
 
 #[test]
@@ -58,7 +64,11 @@ fn bad_config_and_load_test_files() {
     assert_fails(&["run", g, "--config", "oops"], "is not PATH=VALUE");
     assert_fails(&["run", g, "--base-url", "ftp://x"], "scheme must be http");
     let t = tempdir().join("bad.toml");
-    std::fs::write(&t, "[[scenario]]\nname='a'\ncomponent='a.wasm'\nsesions=1\n").unwrap();
+    std::fs::write(
+        &t,
+        "[[scenario]]\nname='a'\ncomponent='a.wasm'\nsesions=1\n",
+    )
+    .unwrap();
     assert_fails(&["run", t.to_str().unwrap()], "unknown field `sesions`");
 }
 
@@ -66,6 +76,12 @@ fn bad_config_and_load_test_files() {
 fn inspect_lists_the_world() {
     let (code, stdout, _) = host(&["inspect", guest("pingpong").to_str().unwrap()]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("exports: init, run, teardown, invoke"), "{stdout}");
-    assert!(stdout.contains("chaperon:scenario/websocket@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("exports: init, run, teardown, invoke"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("chaperon:scenario/websocket@0.1.0"),
+        "{stdout}"
+    );
 }

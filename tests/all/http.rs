@@ -9,7 +9,12 @@ async fn http_basic_reuses_one_connection_per_session() {
     let server = TargetServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
         .await
         .unwrap();
-    let plan = plan("http_basic", 10, Some(server.base_url()), &["http_basic.items=3"]);
+    let plan = plan(
+        "http_basic",
+        10,
+        Some(server.base_url()),
+        &["http_basic.items=3"],
+    );
     let r = run(&plan).await.report;
     assert_eq!(ended(&r, "completed"), 10, "{}", r.summary_table());
     assert_eq!(metric(&r, "http GET /").count, 10);
@@ -18,6 +23,10 @@ async fn http_basic_reuses_one_connection_per_session() {
     assert_eq!(r.total_errors(), 0, "{}", r.summary_table());
     let stats = server.stats();
     assert_eq!(stats.requests_to("GET", "/items/2"), 10);
-    assert_eq!(stats.connections(), 10, "one keep-alive connection per virtual user");
+    assert_eq!(
+        stats.connections(),
+        10,
+        "one keep-alive connection per virtual user"
+    );
     server.shutdown().await;
 }

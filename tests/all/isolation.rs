@@ -9,6 +9,10 @@ async fn four_hundred_sessions_through_fifty_slots_each_see_a_fresh_global() {
     let r = run(&plan).await.report;
     let counter = metric(&r, "global_counter");
     assert_eq!(counter.count, 400);
-    assert_eq!((counter.min, counter.max), (1, 1), "a global leaked between sessions");
+    assert_eq!(
+        (counter.min, counter.max),
+        (1, 1),
+        "a global leaked between sessions"
+    );
     assert_eq!(ended(&r, "completed"), 400);
 }

@@ -55,9 +55,11 @@ fn merging_two_half_runs_equals_the_whole_run() {
 
 /// A fresh directory under the target dir (kept for inspection after a failure).
 pub fn tempdir() -> std::path::PathBuf {
-    let dir = crate::support::root()
-        .join("target/test-tmp")
-        .join(format!("{}-{:?}", std::process::id(), std::thread::current().id()));
+    let dir = crate::support::root().join("target/test-tmp").join(format!(
+        "{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

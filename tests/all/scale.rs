@@ -43,7 +43,11 @@ fn two_thousand_sessions_in_delay_hold_no_threads() {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let r = Report::read_json(&report).unwrap();
     assert_eq!(r.sessions.ended.get("completed"), Some(&2000));
-    assert!(r.duration_secs < 30.0, "sessions waited one after another: {}", r.duration_secs);
+    assert!(
+        r.duration_secs < 30.0,
+        "sessions waited one after another: {}",
+        r.duration_secs
+    );
     assert!(
         max_threads <= workers + 8,
         "{max_threads} threads with {workers} workers"
