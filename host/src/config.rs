@@ -7,7 +7,7 @@
 use crate::cli::RunArgs;
 use crate::jsonpath;
 use crate::limits::Limits;
-use crate::loadtest::{LoadTestError, LoadTestFile, ScenarioEntry};
+use crate::loadtest::{Hook, LoadTestError, LoadTestFile, ScenarioEntry};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -17,20 +17,44 @@ pub enum Output {
     Json(PathBuf),
 }
 
+/// What a scenario runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScenarioKind {
+    /// A component.
+    Component(PathBuf),
+    /// Other scenarios, one after another in the same session.
+    Sequence(Vec<String>),
+}
+
 /// One scenario of the plan.
 #[derive(Clone, Debug)]
 pub struct ScenarioPlan {
     pub name: String,
-    pub component: PathBuf,
+    pub kind: ScenarioKind,
     pub sessions: u32,
     /// The session config (global config merged with the scenario's).
     pub config: Value,
+    pub start_delay: std::time::Duration,
+    pub random_start_delay: std::time::Duration,
+}
+
+impl ScenarioPlan {
+    /// The component path, for component scenarios.
+    pub fn component(&self) -> Option<&Path> {
+        match &self.kind {
+            ScenarioKind::Component(p) => Some(p),
+            ScenarioKind::Sequence(_) => None,
+        }
+    }
 }
 
 /// Everything a run needs, validated.
 #[derive(Clone, Debug)]
 pub struct RunPlan {
     pub scenarios: Vec<ScenarioPlan>,
+    pub setup: Option<Hook>,
+    pub teardown: Option<Hook>,
+    pub data: std::collections::BTreeMap<String, crate::data::DataSpec>,
     pub limits: Limits,
     pub outputs: Vec<Output>,
     pub cache_dir: Option<PathBuf>,
@@ -74,6 +98,9 @@ impl RunPlan {
             .iter()
             .map(|s| scenario_plan(s, &global, &overlay, args.sessions))
             .collect::<Result<Vec<_>, _>>()?;
+        if scenarios.iter().all(|s| s.sessions == 0) {
+            return Err(ConfigError::Zero { what: "sessions" });
+        }
         let mut limits = file.limits.clone();
         if let Some(m) = args.max_concurrent {
             limits.max_concurrent = m;
@@ -90,6 +117,9 @@ impl RunPlan {
         }
         Ok(RunPlan {
             scenarios,
+            setup: file.setup.clone(),
+            teardown: file.teardown.clone(),
+            data: file.data.clone(),
             limits,
             outputs,
             cache_dir: (!args.no_cache)
@@ -125,9 +155,12 @@ fn short_form(path: &Path) -> LoadTestFile {
     LoadTestFile {
         scenario: vec![ScenarioEntry {
             name,
-            component: path.to_path_buf(),
+            component: Some(path.to_path_buf()),
+            sequence: None,
             sessions: 1,
             config: toml::Table::new(),
+            start_delay: std::time::Duration::ZERO,
+            random_start_delay: std::time::Duration::ZERO,
         }],
         ..LoadTestFile::default()
     }
@@ -142,18 +175,26 @@ fn scenario_plan(
     let mut config = global.clone();
     jsonpath::deep_merge(&mut config, toml_to_json(s.config.clone()));
     jsonpath::deep_merge(&mut config, overlay.clone());
-    let sessions = sessions.unwrap_or(s.sessions);
-    if sessions == 0 {
-        return Err(ConfigError::Zero { what: "sessions" });
-    }
+    let sessions = match sessions {
+        // --sessions applies to the scenarios that run sessions, not to building blocks.
+        Some(n) if s.sessions > 0 => n,
+        _ => s.sessions,
+    };
     if let Some(url) = config.get("base_url").and_then(Value::as_str) {
         validate_base_url(url)?;
     }
+    let kind = match (&s.component, &s.sequence) {
+        (Some(c), _) => ScenarioKind::Component(c.clone()),
+        (None, Some(steps)) => ScenarioKind::Sequence(steps.clone()),
+        (None, None) => ScenarioKind::Sequence(Vec::new()),
+    };
     Ok(ScenarioPlan {
         name: s.name.clone(),
-        component: s.component.clone(),
+        kind,
         sessions,
         config,
+        start_delay: s.start_delay,
+        random_start_delay: s.random_start_delay,
     })
 }
 
@@ -254,6 +295,7 @@ mod tests {
         let plan = RunPlan::from_args(&a).unwrap();
         let s = &plan.scenarios[0];
         assert_eq!((s.name.as_str(), s.sessions), ("pingpong", 5));
+        assert_eq!(s.component(), Some(Path::new("x/pingpong.wasm")));
         assert_eq!(s.config["ping_pong"]["iterations"], 10);
         assert_eq!(s.config["name"], "bob");
         assert_eq!(s.config["base_url"], "http://127.0.0.1:9");

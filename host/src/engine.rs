@@ -27,9 +27,6 @@ pub const ASYNC_STACK: usize = 1024 * 1024;
 /// Bytes of a freed memory slot reset in place rather than decommitted (see `pooling`).
 const KEEP_RESIDENT: usize = 1 << 20;
 
-/// Decommits batched per system call when pages must be returned.
-const DECOMMIT_BATCH: usize = 64;
-
 /// Address space reserved per linear memory beyond the memory cap, so small growths do not move.
 const MEMORY_GUARD: u64 = 64 * 1024;
 
@@ -126,8 +123,7 @@ fn pooling(s: &EngineSettings) -> PoolingAllocationConfig {
         // costs a TLB shootdown on every core, which dominated session start cost.
         .pagemap_scan(wasmtime::Enabled::Auto)
         .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT / 16)
-        .decommit_batch_size(DECOMMIT_BATCH);
+        .table_keep_resident(KEEP_RESIDENT / 16);
     p
 }
 

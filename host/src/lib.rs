@@ -7,8 +7,10 @@
 pub mod app;
 pub mod bench;
 pub mod bindings;
+pub mod children;
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod engine;
 pub mod http_client;
 pub mod jsonpath;
@@ -16,6 +18,7 @@ pub mod limits;
 pub mod loader;
 pub mod loadtest;
 pub mod metrics;
+pub mod nested;
 pub mod net;
 pub mod outcome;
 pub mod report;

@@ -29,8 +29,15 @@ pub struct Limits {
     /// How long running sessions may finish after Ctrl-C or the end of the test.
     #[serde(with = "humantime_serde_compat")]
     pub graceful_stop: Duration,
+    /// The whole load test: after this, no new sessions start and running ones get the
+    /// graceful-stop period.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_duration: Duration,
     /// Sessions alive at once (instance pool slots); 0 = as many as the run has sessions.
     pub max_concurrent: u32,
+    /// Instance slots for async children and nested scenarios, beyond the sessions' own;
+    /// 0 = as many as sessions run at once (at least 64).
+    pub child_slots: u32,
     /// Open WebSockets per session; the next connect is refused at once.
     pub ws_connections: u32,
     /// HTTP connections per session (requests in flight at once).
@@ -55,7 +62,9 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             recv_timeout: Duration::from_secs(30),
             graceful_stop: Duration::from_secs(30),
+            max_duration: Duration::from_secs(3600),
             max_concurrent: 0,
+            child_slots: 0,
             ws_connections: 4,
             http_connections: 8,
             max_response_body: 16 << 20,
@@ -79,7 +88,7 @@ pub const MAX_METRIC_NAME: usize = 256;
 pub const MAX_OPEN_TRACES: usize = 1024;
 
 /// `Duration` fields in TOML as humantime strings ("30s", "10m", "250ms").
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 

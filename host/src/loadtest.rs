@@ -31,6 +31,14 @@ pub struct LoadTestFile {
     /// The scenarios, run side by side.
     #[serde(default)]
     pub scenario: Vec<ScenarioEntry>,
+    /// Run once before all sessions: `invoke(function, null)` on a fresh instance of `scenario`;
+    /// its JSON result is what every session's `setup-data` returns.
+    pub setup: Option<Hook>,
+    /// Run once after all sessions, with the setup result as its argument.
+    pub teardown: Option<Hook>,
+    /// Data sets sessions take records from (`session.feed(NAME)`).
+    #[serde(default)]
+    pub data: std::collections::BTreeMap<String, crate::data::DataSpec>,
     #[serde(default)]
     pub limits: Limits,
     /// Reserved for the sandbox issue (allowlist); any key is rejected for now.
@@ -43,18 +51,38 @@ pub struct LoadTestFile {
     pub output: OutputSection,
 }
 
-/// One `[[scenario]]`.
+/// One `[[scenario]]`: a component, or a sequence of other scenarios.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioEntry {
     pub name: String,
     /// Path of the component, relative to the load-test file.
-    pub component: PathBuf,
+    pub component: Option<PathBuf>,
+    /// Names of scenarios run one after another in each session; each one's assigns become
+    /// the next one's config.
+    pub sequence: Option<Vec<String>>,
+    /// Sessions to run; 0 defines a scenario only for sequences and `run_scenario`.
     #[serde(default = "one")]
     pub sessions: u32,
     /// Config for this scenario, merged over `[config]`.
     #[serde(default)]
     pub config: toml::Table,
+    /// Wait before each session starts (e.g. "2s"); not applied to nested runs.
+    #[serde(default, with = "crate::limits::humantime_serde_compat")]
+    pub start_delay: std::time::Duration,
+    /// A random extra wait in [0, this) before each session starts.
+    #[serde(default, with = "crate::limits::humantime_serde_compat")]
+    pub random_start_delay: std::time::Duration,
+}
+
+/// `[setup]` / `[teardown]`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    /// The scenario whose component has the function.
+    pub scenario: String,
+    /// The function passed to `invoke`.
+    pub function: String,
 }
 
 fn one() -> u32 {
@@ -84,6 +112,18 @@ pub enum LoadTestError {
     NoScenario { path: String },
     #[error("load-test file {path}: scenario name `{name}` is used twice; names must be unique")]
     DuplicateName { path: String, name: String },
+    #[error(
+        "load-test file {path}: scenario `{name}` needs exactly one of `component` or `sequence`"
+    )]
+    ComponentOrSequence { path: String, name: String },
+    #[error(
+        "load-test file {path}: `{what}` names scenario `{name}`, which is not a [[scenario]] with a component"
+    )]
+    UnknownScenario {
+        path: String,
+        what: String,
+        name: String,
+    },
 }
 
 impl LoadTestFile {
@@ -97,7 +137,10 @@ impl LoadTestFile {
         let mut file = Self::parse(&text, &shown)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         for s in &mut file.scenario {
-            s.component = dir.join(&s.component);
+            s.component = s.component.as_ref().map(|c| dir.join(c));
+        }
+        for d in file.data.values_mut() {
+            d.file = dir.join(&d.file);
         }
         if let Some(json) = &mut file.output.json {
             *json = dir.join(&*json);
@@ -122,8 +165,44 @@ impl LoadTestFile {
                     name: s.name.clone(),
                 });
             }
+            if s.component.is_some() == s.sequence.is_some() {
+                return Err(LoadTestError::ComponentOrSequence {
+                    path: shown.into(),
+                    name: s.name.clone(),
+                });
+            }
         }
+        file.check_references(shown)?;
         Ok(file)
+    }
+
+    /// Sequences and hooks must name scenarios that have a component.
+    fn check_references(&self, shown: &str) -> Result<(), LoadTestError> {
+        let has_component = |n: &str| {
+            self.scenario
+                .iter()
+                .any(|s| s.name == n && s.component.is_some())
+        };
+        let steps = self.scenario.iter().flat_map(|s| {
+            let what = format!("sequence of `{}`", s.name);
+            s.sequence
+                .iter()
+                .flatten()
+                .map(move |step| (what.clone(), step.clone()))
+        });
+        let hooks = [("setup", &self.setup), ("teardown", &self.teardown)]
+            .into_iter()
+            .filter_map(|(w, h)| h.as_ref().map(|h| (w.to_owned(), h.scenario.clone())));
+        for (what, name) in steps.chain(hooks) {
+            if !has_component(&name) {
+                return Err(LoadTestError::UnknownScenario {
+                    path: shown.into(),
+                    what,
+                    name,
+                });
+            }
+        }
+        Ok(())
     }
 }
 

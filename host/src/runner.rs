@@ -8,7 +8,8 @@
 //! then drops them: they are reported as `interrupted`, and every completed result is kept.
 
 use crate::bindings::{Scenario, ScenarioError, ScenarioPre};
-use crate::config::{Output, RunPlan, ScenarioPlan};
+use crate::config::{Output, RunPlan, ScenarioKind, ScenarioPlan};
+use crate::data::Dataset;
 use crate::engine::{self, EngineSettings, EpochTicker};
 use crate::limits::{self, SystemLimits};
 use crate::loader::{self, LoadError, Preflight};
@@ -16,8 +17,8 @@ use crate::metrics::Recorder;
 use crate::outcome::{SessionEnd, TrapKind};
 use crate::report::{self, ComponentInfo, Provenance, Report, SessionFailure, SessionSummary};
 use crate::state::{LogLevel, RunShared, SessionIdentity, VuState};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -69,11 +70,17 @@ impl RunOutcome {
     }
 }
 
-/// A loaded scenario, ready to instantiate.
+/// What a scenario's sessions run.
+#[derive(Clone)]
+enum Runs {
+    Component(Arc<RunShared>),
+    Sequence(Vec<Arc<RunShared>>),
+}
+
+/// A loaded scenario, ready to start sessions.
 struct ScenarioRt {
     plan: ScenarioPlan,
-    pre: ScenarioPre<VuState>,
-    shared: Arc<RunShared>,
+    runs: Runs,
 }
 
 /// Runs `plan` to the end (or until stopped) and builds the report.
@@ -81,8 +88,10 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
     let preflights = plan
         .scenarios
         .iter()
-        .map(|s| loader::preflight(&s.component))
+        .filter_map(ScenarioPlan::component)
+        .map(loader::preflight)
         .collect::<Result<Vec<_>, _>>()?;
+    let data = load_data(plan)?;
     let wanted = match plan.limits.max_concurrent {
         0 => u32::try_from(plan.total_sessions()).unwrap_or(u32::MAX),
         n => n,
@@ -97,19 +106,32 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         engine::ComponentShape::default(),
         engine::ComponentShape::max,
     );
+    let child_slots = match plan.limits.child_slots {
+        0 => capacity.slots.max(64),
+        n => n,
+    };
     let engine = engine::build_engine(&EngineSettings {
-        slots: capacity.slots,
+        slots: capacity.slots.saturating_add(child_slots),
         memory_bytes: u64::from(plan.limits.memory_mb) << 20,
         shape,
         cache_dir: plan.cache_dir.clone(),
     })?;
     let ticker = EpochTicker::start(&engine).map_err(|e| RunError::Setup(e.to_string()))?;
     let recorder = Arc::new(Recorder::new(worker_threads() + 1));
-    let scenarios =
-        load_scenarios(plan, &preflights, &engine, &ticker, &recorder, &options).await?;
+    let slots = Arc::new(Semaphore::new(capacity.slots as usize));
+    let children = Arc::new(Semaphore::new(child_slots as usize));
+    let loaded = Loaded {
+        engine: &engine,
+        ticker: &ticker,
+        recorder: &recorder,
+        slots: &children,
+    };
+    let scenarios = load_scenarios(plan, &preflights, &loaded, data, &options).await?;
     let started_at = std::time::SystemTime::now();
     let start = Instant::now();
-    let (ends, interrupted) = run_sessions(&scenarios, capacity.slots, &plan.limits, options).await;
+    let setup = run_setup(plan, &scenarios).await?;
+    let (ends, interrupted) = run_sessions(&scenarios, slots, &plan.limits, options).await;
+    run_teardown(plan, &scenarios, setup).await;
     let duration = start.elapsed().as_secs_f64();
     drop(ticker);
     let report = build_report(plan, &preflights, &recorder, ends, duration, started_at)
@@ -128,18 +150,39 @@ fn worker_threads() -> usize {
         .unwrap_or(1)
 }
 
+/// What every loaded scenario shares.
+struct Loaded<'a> {
+    engine: &'a Engine,
+    ticker: &'a EpochTicker,
+    recorder: &'a Arc<Recorder>,
+    slots: &'a Arc<Semaphore>,
+}
+
+/// Loads the load test's data sets.
+fn load_data(plan: &RunPlan) -> Result<Arc<BTreeMap<String, Dataset>>, RunError> {
+    plan.data
+        .iter()
+        .map(|(name, spec)| Ok((name.clone(), Dataset::load(name, spec)?)))
+        .collect::<Result<BTreeMap<_, _>, crate::data::DataError>>()
+        .map(Arc::new)
+        .map_err(|e| RunError::Setup(e.to_string()))
+}
+
 async fn load_scenarios(
     plan: &RunPlan,
     preflights: &[Preflight],
-    engine: &Engine,
-    ticker: &EpochTicker,
-    recorder: &Arc<Recorder>,
+    loaded: &Loaded<'_>,
+    data: Arc<BTreeMap<String, Dataset>>,
     options: &RunOptions,
 ) -> Result<Vec<ScenarioRt>, RunError> {
+    let engine = loaded.engine;
     let linker = linker(engine)?;
     let tls = crate::net::default_tls().map_err(RunError::Setup)?;
-    let mut out = Vec::new();
-    for (sp, pre) in plan.scenarios.iter().zip(preflights) {
+    let registry = Arc::new(std::sync::OnceLock::new());
+    let setup_data = Arc::new(std::sync::OnceLock::new());
+    let mut components: BTreeMap<String, Arc<RunShared>> = BTreeMap::new();
+    let with_component = plan.scenarios.iter().filter(|s| s.component().is_some());
+    for (sp, pre) in with_component.zip(preflights) {
         let component = loader::compile(engine, pre).await?;
         let instance_pre = linker
             .instantiate_pre(&component)
@@ -155,21 +198,89 @@ async fn load_scenarios(
             .and_then(|s| url::Url::parse(s).ok());
         let shared = Arc::new(RunShared {
             scenario: sp.name.as_str().into(),
-            recorder: recorder.clone(),
+            recorder: loaded.recorder.clone(),
             limits: plan.limits.clone(),
             base_url,
             tls: tls.clone(),
-            epoch: ticker.epoch(),
+            epoch: loaded.ticker.epoch(),
             log_level: options.log_level,
-            setup_data: None,
+            config: sp.config.clone(),
+            setup_data: setup_data.clone(),
+            data: data.clone(),
+            registry: registry.clone(),
+            pre: std::sync::OnceLock::new(),
+            slots: loaded.slots.clone(),
         });
-        out.push(ScenarioRt {
-            plan: sp.clone(),
-            pre: instance_pre,
-            shared,
-        });
+        let _ = shared.pre.set(instance_pre);
+        components.insert(sp.name.clone(), shared);
     }
-    Ok(out)
+    let _ = registry.set(
+        components
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::downgrade(v)))
+            .collect(),
+    );
+    Ok(plan
+        .scenarios
+        .iter()
+        .map(|sp| ScenarioRt {
+            plan: sp.clone(),
+            runs: match &sp.kind {
+                ScenarioKind::Component(_) => components
+                    .get(&sp.name)
+                    .cloned()
+                    .map_or(Runs::Sequence(Vec::new()), Runs::Component),
+                ScenarioKind::Sequence(steps) => Runs::Sequence(
+                    steps
+                        .iter()
+                        .filter_map(|s| components.get(s).cloned())
+                        .collect(),
+                ),
+            },
+        })
+        .collect())
+}
+
+fn hook_target<'a>(scenarios: &'a [ScenarioRt], name: &str) -> Option<&'a Arc<RunShared>> {
+    scenarios.iter().find_map(|s| match &s.runs {
+        Runs::Component(shared) if s.plan.name == name => Some(shared),
+        _ => None,
+    })
+}
+
+/// Runs the load test's setup hook; its result becomes every session's `setup-data`.
+async fn run_setup(plan: &RunPlan, scenarios: &[ScenarioRt]) -> Result<Option<String>, RunError> {
+    let Some(hook) = &plan.setup else {
+        return Ok(None);
+    };
+    let target = hook_target(scenarios, &hook.scenario).ok_or_else(|| {
+        RunError::Setup(format!("setup scenario `{}` is not loaded", hook.scenario))
+    })?;
+    let data = crate::nested::run_hook(target, &hook.function, "null".into())
+        .await
+        .map_err(|end| {
+            RunError::Setup(format!(
+                "the setup function `{}` failed: {end}",
+                hook.function
+            ))
+        })?;
+    let _ = target.setup_data.set(data.clone());
+    Ok(Some(data))
+}
+
+/// Runs the teardown hook with the setup result; a failure is reported, the results stay.
+async fn run_teardown(plan: &RunPlan, scenarios: &[ScenarioRt], setup: Option<String>) {
+    let Some(hook) = &plan.teardown else { return };
+    let Some(target) = hook_target(scenarios, &hook.scenario) else {
+        return;
+    };
+    let args = setup.unwrap_or_else(|| "null".into());
+    if let Err(end) = crate::nested::run_hook(target, &hook.function, args).await {
+        eprintln!(
+            "warning: the teardown function `{}` failed: {end}",
+            hook.function
+        );
+    }
 }
 
 /// The linker: empty WASI (async) plus our world.
@@ -192,52 +303,84 @@ struct Ended {
 /// Starts every session (at most `slots` alive at once) and waits for them.
 async fn run_sessions(
     scenarios: &[ScenarioRt],
-    slots: u32,
+    permits: Arc<Semaphore>,
     limits: &crate::limits::Limits,
     mut options: RunOptions,
 ) -> (Vec<Ended>, bool) {
-    let permits = Arc::new(Semaphore::new(slots as usize));
     let mut tasks = JoinSet::new();
     let mut ends = Vec::new();
     let total: u64 = scenarios.iter().map(|s| u64::from(s.plan.sessions)).sum();
-    let next_id = Arc::new(AtomicU64::new(0));
-    'spawn: for (vu, sc) in interleave(scenarios) {
+    let test_end = tokio::time::Instant::now() + limits.max_duration;
+    'spawn: for (next_id, (vu, sc)) in interleave(scenarios).enumerate() {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => p,
             _ = options.stop.wait_for(|s| *s != Stop::Running) => break 'spawn,
+            _ = tokio::time::sleep_until(test_end) => break 'spawn,
         };
         let Ok(permit) = permit else { break };
-        let (pre, shared, config) = (sc.pre.clone(), sc.shared.clone(), sc.plan.config.clone());
-        let id = format!(
-            "{}-{}",
-            sc.plan.name,
-            next_id.fetch_add(1, Ordering::Relaxed)
-        );
+        let identity = SessionIdentity {
+            id: format!("{}-{next_id}", sc.plan.name),
+            parent_id: None,
+            vu,
+            iteration: 0,
+        };
+        let job = SessionJob {
+            runs: sc.runs.clone(),
+            plan: sc.plan.clone(),
+        };
         tasks.spawn(async move {
-            let identity = SessionIdentity {
-                id: id.clone(),
-                parent_id: None,
-                vu,
-                iteration: 0,
-            };
-            let scenario = shared.scenario.to_string();
-            let end = run_session(&pre, shared, identity, config).await;
+            let id = identity.id.clone();
+            let end = job.run(identity).await;
             drop(permit);
-            Ended { id, scenario, end }
+            Ended {
+                id,
+                scenario: job.plan.name,
+                end,
+            }
         });
         while let Some(Ok(e)) = tasks.try_join_next() {
             ends.push(e);
         }
     }
     let spawned_all = ends.len() as u64 + tasks.len() as u64 == total;
-    let interrupted = drain(
-        &mut tasks,
-        &mut ends,
-        limits.graceful_stop,
-        &mut options.stop,
-    )
-    .await;
+    let stop = &mut options.stop;
+    let interrupted = drain(&mut tasks, &mut ends, limits.graceful_stop, stop, test_end).await;
     (ends, interrupted || !spawned_all)
+}
+
+/// One top-level session to run.
+struct SessionJob {
+    runs: Runs,
+    plan: ScenarioPlan,
+}
+
+impl SessionJob {
+    /// Waits the scenario's start delay, then runs the session to its end.
+    async fn run(&self, identity: SessionIdentity) -> SessionEnd {
+        let extra = self.plan.random_start_delay.as_millis();
+        let jitter = u32::try_from(extra).unwrap_or(u32::MAX);
+        let delay = self.plan.start_delay
+            + Duration::from_millis(u64::from(crate::session_host::random_below(jitter)));
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        match &self.runs {
+            Runs::Component(shared) => {
+                run_session(shared.clone(), identity, self.plan.config.clone()).await
+            }
+            Runs::Sequence(steps) => {
+                let deadline = Instant::now() + self.plan_limits_timeout(steps);
+                crate::nested::run_sequence(steps, identity, self.plan.config.clone(), deadline)
+                    .await
+            }
+        }
+    }
+
+    fn plan_limits_timeout(&self, steps: &[Arc<RunShared>]) -> Duration {
+        steps
+            .first()
+            .map_or(Duration::ZERO, |s| s.limits.session_timeout)
+    }
 }
 
 /// Sessions of all scenarios, interleaved so every scenario starts early: (vu number, scenario).
@@ -258,8 +401,9 @@ async fn drain(
     ends: &mut Vec<Ended>,
     grace: Duration,
     stop: &mut watch::Receiver<Stop>,
+    test_end: tokio::time::Instant,
 ) -> bool {
-    if !wait_until(tasks, ends, stop, Stop::Graceful, None).await {
+    if !wait_until(tasks, ends, stop, Stop::Graceful, Some(test_end)).await {
         return false;
     }
     let deadline = tokio::time::Instant::now() + grace;
@@ -304,14 +448,16 @@ async fn wait_until(
 
 /// Runs one session: instantiate, init, run, teardown, within the session deadline.
 pub async fn run_session(
-    pre: &ScenarioPre<VuState>,
     shared: Arc<RunShared>,
     identity: SessionIdentity,
     config: serde_json::Value,
 ) -> SessionEnd {
+    let Some(pre) = shared.pre.get().cloned() else {
+        return SessionEnd::LoadError("the scenario is not loaded".into());
+    };
     let timeout = shared.limits.session_timeout;
     let mut store = new_store(pre.engine(), shared, identity, config);
-    match tokio::time::timeout(timeout, lifecycle(pre, &mut store)).await {
+    match tokio::time::timeout(timeout, lifecycle(&pre, &mut store)).await {
         Ok(end) => end,
         Err(_) => SessionEnd::Timeout,
     }
@@ -340,7 +486,11 @@ pub fn new_store(
     store
 }
 
-async fn lifecycle(pre: &ScenarioPre<VuState>, store: &mut Store<VuState>) -> SessionEnd {
+/// Instantiates and runs `init`, `run`, the children's await and `teardown`.
+pub(crate) async fn lifecycle(
+    pre: &ScenarioPre<VuState>,
+    store: &mut Store<VuState>,
+) -> SessionEnd {
     let instance = match pre.instantiate_async(&mut *store).await {
         Ok(i) => i,
         Err(e) => return instantiate_error(store, &e),
@@ -353,6 +503,7 @@ async fn lifecycle(pre: &ScenarioPre<VuState>, store: &mut Store<VuState>) -> Se
     store.data_mut().cpu.reset();
     let run = instance.call_run(&mut *store).await;
     let run_end = failed(store, run);
+    crate::children::await_remaining(store.data_mut()).await;
     if matches!(
         run_end,
         Some(SessionEnd::GuestError(_)) | Some(SessionEnd::Aborted(_)) | None
@@ -373,13 +524,16 @@ fn failed(
 ) -> Option<SessionEnd> {
     match r {
         Ok(Ok(())) => None,
-        Ok(Err(ScenarioError::Failed(m))) => {
-            Some(SessionEnd::GuestError(crate::session_host::escape(&m)))
-        }
-        Ok(Err(ScenarioError::Aborted(m))) => {
-            Some(SessionEnd::Aborted(crate::session_host::escape(&m)))
-        }
+        Ok(Err(e)) => Some(scenario_error_end(e)),
         Err(e) => Some(classify_trap(store, &e)),
+    }
+}
+
+/// The end reason of a scenario's own error.
+pub fn scenario_error_end(e: ScenarioError) -> SessionEnd {
+    match e {
+        ScenarioError::Failed(m) => SessionEnd::GuestError(crate::session_host::escape(&m)),
+        ScenarioError::Aborted(m) => SessionEnd::Aborted(crate::session_host::escape(&m)),
     }
 }
 
@@ -448,6 +602,7 @@ fn build_report(
     let components = plan
         .scenarios
         .iter()
+        .filter(|s| s.component().is_some())
         .zip(preflights)
         .map(|(s, p)| ComponentInfo {
             scenario: s.name.clone(),

@@ -103,14 +103,23 @@ impl session::Host for VuState {
     }
 
     async fn setup_data(&mut self) -> Wt<Option<String>> {
-        Ok(self.shared.setup_data.clone())
+        Ok(self.shared.setup_data.get().cloned())
     }
 
     async fn feed(&mut self, dataset: String) -> Wt<Result<String, StateError>> {
-        Ok(Err(StateError::Missing(format!(
-            "no data set `{}` in this load test",
-            escape(&dataset)
-        ))))
+        let Some(set) = self.shared.data.get(&dataset) else {
+            return Ok(Err(StateError::Missing(format!(
+                "no data set `{}` in this load test (add [data.{}] to the load-test file)",
+                escape(&dataset),
+                escape(&dataset)
+            ))));
+        };
+        Ok(set
+            .take(self.identity.vu, random_below)
+            .map(str::to_owned)
+            .map_err(|_| {
+                StateError::Exhausted(format!("data set `{}` has no records left", set.name()))
+            }))
     }
 
     async fn delay(&mut self, ms: u32) -> Wt<()> {
@@ -175,77 +184,86 @@ impl session::Host for VuState {
 
     async fn spawn(
         &mut self,
-        _function: String,
-        _args: String,
-        _task: String,
+        function: String,
+        args: String,
+        task: String,
     ) -> Wt<Result<String, FlowError>> {
-        Ok(Err(not_yet("async children")))
+        Ok(crate::children::spawn(self, function, args, task))
     }
 
     async fn spread(
         &mut self,
-        _function: String,
-        _args: String,
-        _count: u32,
-        _interval_ms: u32,
-        _task: String,
+        function: String,
+        args: String,
+        count: u32,
+        interval_ms: u32,
+        task: String,
     ) -> Wt<Result<(), FlowError>> {
-        Ok(Err(not_yet("cc_spread")))
+        Ok(crate::children::spread(
+            self,
+            function,
+            args,
+            count,
+            interval_ms,
+            task,
+        ))
     }
 
     async fn await_task(
         &mut self,
         task: String,
-        _timeout_ms: u32,
+        timeout_ms: u32,
     ) -> Wt<Vec<Result<String, FlowError>>> {
-        let _ = task;
-        Ok(Vec::new())
+        let r = crate::children::await_task(self, &task, optional_ms(timeout_ms)).await;
+        self.host_returned();
+        Ok(r)
     }
 
-    async fn await_all(&mut self, _timeout_ms: u32) -> Wt<Vec<Result<String, FlowError>>> {
-        Ok(Vec::new())
+    async fn await_all(&mut self, timeout_ms: u32) -> Wt<Vec<Result<String, FlowError>>> {
+        let r = crate::children::await_all(self, optional_ms(timeout_ms)).await;
+        self.host_returned();
+        Ok(r)
     }
 
-    async fn signal(&mut self, task: String, _value: String) -> Wt<Result<(), FlowError>> {
-        Ok(Err(FlowError::Unknown(format!(
-            "no child task `{}`",
-            escape(&task)
-        ))))
+    async fn signal(&mut self, task: String, value: String) -> Wt<Result<(), FlowError>> {
+        Ok(crate::children::signal(self, &task, value))
     }
 
-    async fn signal_parent(&mut self, _value: String) -> Wt<Result<(), FlowError>> {
-        Ok(Err(FlowError::Unknown("this session has no parent".into())))
+    async fn signal_parent(&mut self, value: String) -> Wt<Result<(), FlowError>> {
+        Ok(crate::children::signal_parent(self, value))
     }
 
     async fn await_signal(
         &mut self,
-        _expected: Option<String>,
+        expected: Option<String>,
         timeout_ms: u32,
     ) -> Wt<Result<String, FlowError>> {
-        // No session can signal this one yet (children arrive with the session-API issue), so
-        // waiting ends in the timeout the scenario asked for.
-        tokio::time::sleep(Duration::from_millis(u64::from(timeout_ms))).await;
+        let timeout = self.recv_timeout(timeout_ms);
+        let r = crate::children::await_signal(self, expected, timeout).await;
         self.host_returned();
-        Ok(Err(FlowError::Timeout))
+        Ok(r)
     }
 
     async fn run_scenario(
         &mut self,
-        _name: String,
-        _config: String,
-        _merge: bool,
+        name: String,
+        config: String,
+        merge: bool,
     ) -> Wt<Result<String, FlowError>> {
-        Ok(Err(not_yet("run_scenario")))
+        let r = crate::nested::run_scenario(self, &name, config, merge).await;
+        self.host_returned();
+        Ok(r)
     }
 }
 
-fn not_yet(what: &str) -> FlowError {
-    FlowError::Capacity(format!("{what} is not available in this host version"))
+/// A WIT timeout where 0 means "until the session deadline".
+fn optional_ms(ms: u32) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(u64::from(ms)))
 }
 
 /// A uniformly distributed number in `[0, bound)` from a per-thread xorshift generator seeded
 /// from the OS (scenario randomness, not cryptography).
-fn random_below(bound: u32) -> u32 {
+pub fn random_below(bound: u32) -> u32 {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(seed());

@@ -40,8 +40,19 @@ pub struct RunShared {
     pub epoch: Arc<AtomicU64>,
     /// Scenario log lines below this level are not printed.
     pub log_level: LogLevel,
-    /// Result of the load test's setup function.
-    pub setup_data: Option<String>,
+    /// The scenario's config (global config merged with its own).
+    pub config: Value,
+    /// Result of the load test's setup function (set once it ran).
+    pub setup_data: Arc<std::sync::OnceLock<String>>,
+    /// The load test's data sets.
+    pub data: Arc<std::collections::BTreeMap<String, crate::data::Dataset>>,
+    /// Every component scenario of the run by name (weak: each holds the map).
+    pub registry:
+        Arc<std::sync::OnceLock<std::collections::BTreeMap<String, std::sync::Weak<RunShared>>>>,
+    /// The scenario's pre-instantiated component, for async children (set once loaded).
+    pub pre: std::sync::OnceLock<crate::bindings::ScenarioPre<VuState>>,
+    /// Pool slots for children and nested scenarios; taken without waiting.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Identity of a session.
@@ -68,6 +79,10 @@ pub struct VuState {
     pub ws_open: u32,
     pub logs: LogLimiter,
     pub output: GuestOutput,
+    /// Async children and signals.
+    pub family: crate::children::Family,
+    /// When the session's time is up (children inherit what is left of it).
+    pub deadline: Instant,
 }
 
 impl VuState {
@@ -99,6 +114,8 @@ impl VuState {
             ws_open: 0,
             logs: LogLimiter::default(),
             output,
+            family: crate::children::Family::default(),
+            deadline: Instant::now() + shared.limits.session_timeout,
             shared,
         }
     }

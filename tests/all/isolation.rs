@@ -7,6 +7,7 @@ async fn four_hundred_sessions_through_fifty_slots_each_see_a_fresh_global() {
     let mut plan = plan("counter", 400, None, &["counter.delay_ms=5"]);
     plan.limits.max_concurrent = 50;
     let r = run(&plan).await.report;
+    assert_eq!(ended(&r, "completed"), 400, "{}", r.summary_table());
     let counter = metric(&r, "global_counter");
     assert_eq!(counter.count, 400);
     assert_eq!(

@@ -114,6 +114,46 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             black_box(acc);
             Ok(())
         }
+        // Parent: `evil.n` children that report ready, wait for "go", then finish.
+        "children" => {
+            let n: u32 = s.config_or("evil.n", 3);
+            for i in 0..n {
+                s.spawn_named("kids", "ready_then_go", json!({ "child": i }))?;
+            }
+            for _ in 0..n {
+                s.await_signal("ready", 2000)?;
+            }
+            s.signal("kids", "go")?;
+            let done = s.await_task("kids")?;
+            s.record("children_done", done.len() as u32);
+            Ok(())
+        }
+        // Child of "children".
+        "ready_then_go" => {
+            s.signal_parent("ready")?;
+            s.await_signal("go", 2000)?;
+            Ok(())
+        }
+        // `evil.n` children spread over `evil.ms`, then awaited.
+        "spread" => {
+            let n: u32 = s.config_or("evil.n", 5);
+            s.cc_spread("ok", n, s.config_or("evil.ms", 100), "spread")?;
+            let done = s.await_task("spread")?;
+            s.record("spread_done", done.len() as u32);
+            Ok(())
+        }
+        // A child that panics: the parent sees a typed failure and goes on.
+        "child_fails" => {
+            s.spawn("panic", json!(null))?;
+            let failed = matches!(s.await_task("panic"), Err(Error::Flow(_)));
+            s.check("child failure is reported", failed);
+            Ok(())
+        }
+        // Children left un-awaited are awaited by the host before the session ends.
+        "orphans" => {
+            s.spawn_named("orphan", "delay", json!(null))?;
+            Ok(())
+        }
         "stderr" => {
             eprintln!("evil line on stderr");
             panic!("evil panic after stderr");
