@@ -6,6 +6,7 @@ mod children;
 mod hostile;
 mod http;
 mod isolation;
+mod loadtests;
 mod merge;
 mod pingpong;
 mod scale;

@@ -37,8 +37,18 @@ impl Scenario for Evil {
     }
 
     fn invoke(s: &mut Session, function: &str, args: Value) -> Result<Value> {
-        misbehave(s, function)?;
-        Ok(args)
+        match function {
+            // Load-test hooks: setup returns data for every session; teardown records what it got.
+            "make_setup" => Ok(json!({ "token": "abc" })),
+            "check_teardown" => {
+                s.record("teardown_saw_token", u32::from(args["token"] == "abc"));
+                Ok(Value::Null)
+            }
+            _ => {
+                misbehave(s, function)?;
+                Ok(args)
+            }
+        }
     }
 }
 
@@ -152,6 +162,36 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
         // Children left un-awaited are awaited by the host before the session ends.
         "orphans" => {
             s.spawn_named("orphan", "delay", json!(null))?;
+            Ok(())
+        }
+        // One step of a sequence: records the `step_in` it was given and passes on one more.
+        "step" => {
+            let v: u32 = s.config_or("step_in", 0);
+            s.record("step_value", v);
+            s.assign("step_in", v + 1)
+        }
+        // Runs the scenario `stepper` nested and checks that its assigns came back.
+        "nest" => {
+            s.assign("mine", "kept")?;
+            let config = json!({ "step_in": 41, "evil": { "mode": "step" } });
+            s.run_scenario("stepper", config, true)?;
+            let back: u32 = s.assigned("step_in")?;
+            let mine: String = s.assigned("mine")?;
+            s.record("nested_assign", back);
+            s.check("own assigns kept", mine == "kept");
+            Ok(())
+        }
+        // Reads the load test's setup data.
+        "read_setup" => {
+            let data: Value = s.setup_data().unwrap_or(Value::Null);
+            s.record("setup_seen", u32::from(data["token"] == "abc"));
+            Ok(())
+        }
+        // Takes one record of the data set `nums` and records its `n`.
+        "feed" => {
+            let record: Value = s.feed("nums")?;
+            let n = record["n"].as_u64().unwrap_or(u64::MAX);
+            s.record("fed", u32::try_from(n).unwrap_or(u32::MAX));
             Ok(())
         }
         "stderr" => {
