@@ -168,10 +168,31 @@ pub async fn send(
     result
 }
 
+/// Phase metrics: where the time of requests went, across all requests of the run.
+const PHASES: [&str; 4] = [
+    "http phase dns",
+    "http phase connect",
+    "http phase tls",
+    "http phase ttfb",
+];
+
 fn record(shared: &RunShared, key: &str, result: &Result<Response, RequestError>) {
     match result {
         Ok(r) => {
-            shared.recorder.record(key, u64::from(r.timings.total_us));
+            let rec = &shared.recorder;
+            rec.record(key, u64::from(r.timings.total_us));
+            let t = &r.timings;
+            for (name, us) in PHASES
+                .iter()
+                .zip([t.dns_us, t.connect_us, t.tls_us, t.ttfb_us])
+            {
+                // A phase that did not happen (a reused connection) is not a 0 µs sample.
+                if us > 0 || *name == PHASES[3] {
+                    rec.record(name, u64::from(us));
+                }
+            }
+            rec.add("bytes sent", u64::from(r.bytes_sent));
+            rec.add("bytes received", u64::from(r.bytes_received));
             if !r.expected {
                 shared
                     .recorder

@@ -196,6 +196,8 @@ pub struct MetricSet {
     /// Samples/errors/check results refused because [`MAX_METRIC_KEYS`] distinct keys (or check
     /// names) already existed.
     pub dropped_keys: u64,
+    /// Host-defined totals (bytes sent and received); not capped, guests cannot name them.
+    pub counters: BTreeMap<String, u64>,
 }
 
 impl MetricSet {
@@ -209,6 +211,15 @@ impl MetricSet {
             self.merge_check(name, *count);
         }
         self.dropped_keys = self.dropped_keys.saturating_add(other.dropped_keys);
+        for (name, n) in &other.counters {
+            self.add_counter(name, *n);
+        }
+    }
+
+    /// Adds `n` to the counter `name`.
+    pub fn add_counter(&mut self, name: &str, n: u64) {
+        let c = self.counters.entry(name.to_owned()).or_default();
+        *c = c.saturating_add(n);
     }
 
     /// Adds `data` under `key`.
@@ -254,6 +265,7 @@ impl KeyLimit {
 struct Shard {
     metrics: HashMap<String, MetricData>,
     checks: HashMap<String, CheckCount>,
+    counters: HashMap<&'static str, u64>,
 }
 
 /// Concurrent, sharded metric recorder for one run.
@@ -302,6 +314,13 @@ impl Recorder {
         });
     }
 
+    /// Adds `n` to the host-defined counter `name` (e.g. bytes sent).
+    pub fn add(&self, name: &'static str, n: u64) {
+        let mut shard = self.shard();
+        let c = shard.counters.entry(name).or_default();
+        *c = c.saturating_add(n);
+    }
+
     /// Merged view of everything recorded so far.
     pub fn snapshot(&self) -> MetricSet {
         let mut set = MetricSet {
@@ -315,6 +334,9 @@ impl Recorder {
             }
             for (name, count) in &shard.checks {
                 set.merge_check(name, *count);
+            }
+            for (name, n) in &shard.counters {
+                set.add_counter(name, *n);
             }
         }
         set

@@ -51,6 +51,9 @@ pub struct Report {
     pub metrics: BTreeMap<String, MetricStats>,
     pub checks: BTreeMap<String, CheckCount>,
     pub dropped_metric_keys: u64,
+    /// Host-defined totals: `bytes sent`, `bytes received`.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// What produced a report, so results can be traced to exact scenario builds and settings.
@@ -292,6 +295,7 @@ impl Report {
             metrics,
             checks: set.checks.clone(),
             dropped_metric_keys: set.dropped_keys,
+            counters: set.counters.clone(),
         })
     }
 
@@ -358,6 +362,7 @@ impl Report {
         let mut set = MetricSet {
             checks: self.checks.clone(),
             dropped_keys: self.dropped_metric_keys,
+            counters: self.counters.clone(),
             ..MetricSet::default()
         };
         for (key, stats) in &self.metrics {
@@ -382,6 +387,14 @@ impl Report {
         out.push('\n');
         out.push_str(&self.sessions_line());
         out.push('\n');
+        if !self.counters.is_empty() {
+            let data: Vec<String> = self
+                .counters
+                .iter()
+                .map(|(name, n)| format!("{n} {name}"))
+                .collect();
+            let _ = writeln!(out, "data: {}", data.join(", "));
+        }
         if !self.checks.is_empty() {
             out.push_str("\nchecks:\n");
             out.push_str(&self.checks_table());

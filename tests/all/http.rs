@@ -21,6 +21,18 @@ async fn http_basic_reuses_one_connection_per_session() {
     assert_eq!(metric(&r, "http GET /items/:id").count, 30);
     assert_eq!(metric(&r, "http POST /items").count, 10);
     assert_eq!(r.total_errors(), 0, "{}", r.summary_table());
+    assert_eq!(
+        metric(&r, "http phase ttfb").count,
+        60,
+        "six requests per session"
+    );
+    assert_eq!(
+        metric(&r, "http phase connect").count,
+        10,
+        "one connect per session"
+    );
+    assert!(r.counters["bytes sent"] > 60 * 40, "{:?}", r.counters);
+    assert!(r.counters["bytes received"] > 60 * 60, "{:?}", r.counters);
     let stats = server.stats();
     assert_eq!(stats.requests_to("GET", "/items/2"), 10);
     assert_eq!(
