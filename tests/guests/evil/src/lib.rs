@@ -7,6 +7,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use chaperon_sdk::RequestError;
 use chaperon_sdk::prelude::*;
 
 const MIB: usize = 1024 * 1024;
@@ -192,6 +193,61 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             let record: Value = s.feed("nums")?;
             let n = record["n"].as_u64().unwrap_or(u64::MAX);
             s.record("fed", u32::try_from(n).unwrap_or(u32::MAX));
+            Ok(())
+        }
+        // Fails `evil.fail_times` times, under retry_on_error(`evil.retries`, 10 ms).
+        "retry" => {
+            let (fails, retries): (u32, u32) = (
+                s.config_or("evil.fail_times", 2),
+                s.config_or("evil.retries", 2),
+            );
+            let mut attempts = 0;
+            let outcome = s.retry_on_error(retries, 10, |s| {
+                attempts += 1;
+                s.record("attempt", attempts);
+                if attempts <= fails {
+                    Err("not yet".into())
+                } else {
+                    Ok(())
+                }
+            });
+            s.check("retry succeeded", outcome.is_ok());
+            Ok(())
+        }
+        // Traced iterations of a `evil.delay_ms` delay for `evil.ms`.
+        "loop" => {
+            let (ms, each) = (
+                s.config_or("evil.ms", 200),
+                s.config_or("evil.delay_ms", 50),
+            );
+            s.loop_for("tick", ms, |s| {
+                s.delay(each);
+                Ok(())
+            })
+        }
+        // Two named connections to /ws/echo, text and JSON, a typed receive timeout, close.
+        "ws_features" => {
+            s.ws_connect_named("a", "/ws/echo")?;
+            s.ws_connect_named("b", "/ws/echo")?;
+            s.ws_send_to("a", "x")?;
+            let echoed = s.ws_recv_from("a", 2000)?;
+            s.check("text echoed on a", echoed.as_text() == Some("x"));
+            s.ws_send_json_to("b", &json!({ "k": 1 }))?;
+            s.ws_await_recv_from("b", r#"{"k":1}"#, 2000)?;
+            let silent = s.ws_recv_from("a", 100);
+            let timed_out = matches!(silent, Err(Error::Request(RequestError::Timeout)));
+            s.check("receive timeout is typed", timed_out);
+            s.ws_close_named("a")?;
+            s.ws_close_named("b")
+        }
+        // Opens one WebSocket more than the session's cap allows.
+        "ws_cap" => {
+            for i in 0..4 {
+                s.ws_connect_named(&format!("c{i}"), "/ws/echo")?;
+            }
+            let fifth = s.ws_connect_named("c4", "/ws/echo");
+            let refused = matches!(fifth, Err(Error::Request(RequestError::TooManyConnections)));
+            s.check("fifth connection refused at once", refused);
             Ok(())
         }
         "stderr" => {
