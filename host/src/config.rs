@@ -52,6 +52,7 @@ impl ScenarioPlan {
 #[derive(Clone, Debug)]
 pub struct RunPlan {
     pub scenarios: Vec<ScenarioPlan>,
+    pub tls: crate::loadtest::TlsSection,
     pub setup: Option<Hook>,
     pub teardown: Option<Hook>,
     pub data: std::collections::BTreeMap<String, crate::data::DataSpec>,
@@ -118,6 +119,7 @@ impl RunPlan {
         Ok(RunPlan {
             scenarios,
             setup: file.setup.clone(),
+            tls: file.tls.clone(),
             teardown: file.teardown.clone(),
             data: file.data.clone(),
             limits,

@@ -49,6 +49,19 @@ pub struct LoadTestFile {
     pub thresholds: Reserved,
     #[serde(default)]
     pub output: OutputSection,
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// `[tls]`: how targets' certificates are checked.
+#[derive(Clone, Debug, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Extra trusted CA certificates (PEM), relative to the load-test file.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (self-signed, expired, wrong name). For test rigs only.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// One `[[scenario]]`: a component, or a sequence of other scenarios.
@@ -141,6 +154,9 @@ impl LoadTestFile {
         }
         for d in file.data.values_mut() {
             d.file = dir.join(&d.file);
+        }
+        if let Some(ca) = &mut file.tls.ca_file {
+            *ca = dir.join(&*ca);
         }
         if let Some(json) = &mut file.output.json {
             *json = dir.join(&*json);

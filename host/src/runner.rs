@@ -177,7 +177,7 @@ async fn load_scenarios(
 ) -> Result<Vec<ScenarioRt>, RunError> {
     let engine = loaded.engine;
     let linker = linker(engine)?;
-    let tls = crate::net::default_tls().map_err(RunError::Setup)?;
+    let tls = crate::net::tls_config(&plan.tls).map_err(RunError::Setup)?;
     let registry = Arc::new(std::sync::OnceLock::new());
     let setup_data = Arc::new(std::sync::OnceLock::new());
     let mut components: BTreeMap<String, Arc<RunShared>> = BTreeMap::new();

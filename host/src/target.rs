@@ -4,7 +4,7 @@
 //! Every connection runs in its own task; a WebSocket upgrade continues in the task of the
 //! connection it came from, so shutting the server down ends every socket at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -24,7 +24,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -39,6 +40,13 @@ const MAX_REQUEST_BODY: usize = 16 * 1024 * 1024;
 const MAX_DELAY_MS: u64 = 10_000;
 /// Pause after a failed `accept` (e.g. out of file descriptors) to avoid a busy loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+/// Messages kept per topic for `{"last_message_sequence": N}` replays.
+const TOPIC_HISTORY: usize = 1024;
+/// Messages queued per subscriber; one that falls further behind skips the oldest.
+const TOPIC_QUEUE: usize = 4096;
+/// Distinct search queries and posted bodies tallied one by one; beyond this only the totals
+/// count, so a load test with unique values cannot grow the target without bound.
+const MAX_TALLY_KEYS: usize = 10_000;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
@@ -77,6 +85,7 @@ impl TargetServer {
             stats: Arc::clone(&stats),
             options,
             next_item_id: AtomicU64::new(1),
+            topics: Topics::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, shared, stop_rx));
@@ -123,8 +132,49 @@ pub struct TargetStats {
     ws_messages: AtomicU64,
     pings: AtomicU64,
     pongs: AtomicU64,
+    published: AtomicU64,
+    delivered: AtomicU64,
+    subscriptions: AtomicU64,
+    polls: AtomicU64,
+    searches: AtomicU64,
+    posts: AtomicU64,
+    /// Searches by query.
+    queries: Tally,
+    /// POST bodies by (path, body); JSON bodies in compact form with sorted keys.
+    posted: Tally,
     /// Woken whenever a WebSocket opens, for `hold_pongs_until_open`.
     ws_opened_signal: Notify,
+}
+
+/// Counts by key, for at most [`MAX_TALLY_KEYS`] distinct keys.
+#[derive(Debug, Default)]
+struct Tally(Mutex<HashMap<(String, String), u64>>);
+
+impl Tally {
+    fn add(&self, key: (&str, &str)) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (key.0.to_owned(), key.1.to_owned());
+        if let Some(n) = map.get_mut(&key) {
+            *n += 1;
+        } else if map.len() < MAX_TALLY_KEYS {
+            map.insert(key, 1);
+        }
+    }
+
+    fn get(&self, key: (&str, &str)) -> u64 {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (key.0.to_owned(), key.1.to_owned());
+        map.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Second key parts and their counts, for one first part.
+    fn under(&self, first: &str) -> BTreeMap<String, u64> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.iter()
+            .filter(|((a, _), _)| a == first)
+            .map(|((_, b), n)| (b.clone(), *n))
+            .collect()
+    }
 }
 
 impl TargetStats {
@@ -178,6 +228,49 @@ impl TargetStats {
         self.pongs.load(Ordering::SeqCst)
     }
 
+    /// Messages published with `POST|PUT /publish/{topic}`.
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::SeqCst)
+    }
+
+    /// Messages sent to WebSocket subscribers of `/subscribe/{topic}` (each copy counts, replays
+    /// included; counted as the send starts).
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::SeqCst)
+    }
+
+    /// WebSocket subscriptions to `/subscribe/{topic}` that started.
+    pub fn subscriptions(&self) -> u64 {
+        self.subscriptions.load(Ordering::SeqCst)
+    }
+
+    /// Plain HTTP `GET /subscribe/{topic}` requests (polls for the latest message).
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::SeqCst)
+    }
+
+    /// `GET /search` requests.
+    pub fn searches(&self) -> u64 {
+        self.searches.load(Ordering::SeqCst)
+    }
+
+    /// `GET /search?q={query}` requests with this query (`""` when there was no `q`).
+    pub fn searches_for(&self, query: &str) -> u64 {
+        self.queries.get(("", query))
+    }
+
+    /// `POST /posts` requests.
+    pub fn posts(&self) -> u64 {
+        self.posts.load(Ordering::SeqCst)
+    }
+
+    /// Bodies POSTed to `path` (by `/posts` and the catch-all POST sink) with their counts;
+    /// JSON bodies are in compact form with sorted keys (`serde_json::Value::to_string`),
+    /// others as (lossy UTF-8) text.
+    pub fn posted_bodies(&self, path: &str) -> BTreeMap<String, u64> {
+        self.posted.under(path)
+    }
+
     fn record_request(&self, method: &str, path: &str) {
         self.http_requests.fetch_add(1, Ordering::SeqCst);
         let mut map = self
@@ -205,6 +298,7 @@ struct Shared {
     stats: Arc<TargetStats>,
     options: TargetOptions,
     next_item_id: AtomicU64,
+    topics: Topics,
 }
 
 /// Accepts until stopped, then aborts every connection task (which closes their sockets).
@@ -234,16 +328,21 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// WebSocket endpoints of the target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum WsRoute {
     PingPong,
     Echo,
+    /// `/subscribe/{topic}`.
+    Subscribe(String),
 }
 
 /// An accepted upgrade, parked until hyper hands over the raw connection.
 struct PendingUpgrade {
     on_upgrade: OnUpgrade,
     route: WsRoute,
+    /// For `/subscribe/{topic}`: taken before the 101 answer, so a client that saw its
+    /// handshake complete misses no later publication.
+    subscription: Option<Subscription>,
 }
 
 type UpgradeSlot = Arc<Mutex<Option<PendingUpgrade>>>;
@@ -268,7 +367,11 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     if let Some(pending) = pending
         && let Ok(upgraded) = pending.on_upgrade.await
     {
-        run_websocket(TokioIo::new(upgraded), pending.route, &shared).await;
+        let io = TokioIo::new(upgraded);
+        match pending.subscription {
+            Some(subscription) => run_subscriber(io, subscription, &shared).await,
+            None => run_websocket(io, pending.route, &shared).await,
+        }
     }
 }
 
@@ -279,7 +382,11 @@ async fn handle(
     slot: UpgradeSlot,
 ) -> Result<Resp, Infallible> {
     if let Some(route) = websocket_route(&req) {
-        return Ok(accept_websocket(&mut req, route, &slot));
+        let subscription = match &route {
+            WsRoute::Subscribe(topic) => Some(shared.topics.subscribe(topic)),
+            _ => None,
+        };
+        return Ok(accept_websocket(&mut req, route, subscription, &slot));
     }
     shared
         .stats
@@ -302,15 +409,27 @@ fn websocket_route(req: &Request<Incoming>) -> Option<WsRoute> {
     {
         return None;
     }
-    match req.uri().path() {
+    let path = req.uri().path();
+    match path {
         "/ping/pong" => Some(WsRoute::PingPong),
         "/ws/echo" => Some(WsRoute::Echo),
-        _ => None,
+        _ => topic_of(path).map(|topic| WsRoute::Subscribe(topic.to_owned())),
     }
 }
 
+/// The topic of `/subscribe/{topic}`: one non-empty path segment.
+fn topic_of(path: &str) -> Option<&str> {
+    path.strip_prefix("/subscribe/")
+        .filter(|t| !t.is_empty() && !t.contains('/'))
+}
+
 /// Answers 101 and parks the upgrade so the connection task can pick it up.
-fn accept_websocket(req: &mut Request<Incoming>, route: WsRoute, slot: &UpgradeSlot) -> Resp {
+fn accept_websocket(
+    req: &mut Request<Incoming>,
+    route: WsRoute,
+    subscription: Option<Subscription>,
+    slot: &UpgradeSlot,
+) -> Resp {
     let key = req
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
@@ -319,8 +438,11 @@ fn accept_websocket(req: &mut Request<Incoming>, route: WsRoute, slot: &UpgradeS
         return text(StatusCode::BAD_REQUEST, "bad websocket key\n");
     };
     let on_upgrade = hyper::upgrade::on(req);
-    *slot.lock().unwrap_or_else(PoisonError::into_inner) =
-        Some(PendingUpgrade { on_upgrade, route });
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(PendingUpgrade {
+        on_upgrade,
+        route,
+        subscription,
+    });
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = resp.headers_mut();
@@ -355,8 +477,182 @@ async fn route(req: Request<Incoming>, shared: &Shared) -> Resp {
         ("GET", ["cookies"]) => json(StatusCode::OK, &cookies_json(req.headers())),
         ("GET", ["redirect", n]) => redirect(n),
         ("GET", ["bytes", n]) => bytes(n),
+        ("POST" | "PUT", ["publish", topic]) if !topic.is_empty() => {
+            publish(topic, req, shared).await
+        }
+        ("GET", ["subscribe", topic]) if !topic.is_empty() => poll(topic, shared),
+        ("GET", ["search"]) => search(req.uri().query().unwrap_or(""), shared),
+        ("POST", ["posts"]) => create_post(req, shared).await,
+        ("POST", _) => sink(&path, req, shared).await,
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// `POST|PUT /publish/{topic}`: sends the body to every WebSocket subscriber of
+/// `/subscribe/{topic}` (as text when it is UTF-8, else binary) and answers
+/// `{"topic", "sequence", "subscribers"}`. Sequences count from 1 per topic.
+async fn publish(topic: &str, req: Request<Incoming>, shared: &Shared) -> Resp {
+    let Some((_, body)) = read_body(req).await else {
+        return text(StatusCode::BAD_REQUEST, "could not read body\n");
+    };
+    let message = match String::from_utf8(body.to_vec()) {
+        Ok(text) => Message::text(text),
+        Err(_) => Message::binary(body),
+    };
+    let (sequence, subscribers) = shared.topics.publish(topic, message);
+    shared.stats.published.fetch_add(1, Ordering::SeqCst);
+    let answer = serde_json::json!({
+        "topic": topic,
+        "sequence": sequence,
+        "subscribers": subscribers,
+    });
+    json(StatusCode::OK, &answer)
+}
+
+/// `GET /subscribe/{topic}` without an upgrade: the latest message of the topic, or 204 when
+/// nothing was published to it yet.
+fn poll(topic: &str, shared: &Shared) -> Resp {
+    shared.stats.polls.fetch_add(1, Ordering::SeqCst);
+    match shared.topics.latest(topic) {
+        Some(Message::Text(t)) => text(StatusCode::OK, Bytes::from(t)),
+        Some(Message::Binary(b)) => with_type(StatusCode::OK, OCTETS, b),
+        _ => empty(StatusCode::NO_CONTENT),
+    }
+}
+
+/// `GET /search?q=...`: three fake results for the query.
+fn search(query: &str, shared: &Shared) -> Resp {
+    let q = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    shared.stats.searches.fetch_add(1, Ordering::SeqCst);
+    shared.stats.queries.add(("", &q));
+    let results: Vec<Value> = (1..=3)
+        .map(|i| serde_json::json!({ "title": format!("{q} result {i}") }))
+        .collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "q": q, "results": results }),
+    )
+}
+
+/// `POST /posts`: counts the post, tallies its body and answers 201 with a fresh `"id"`.
+async fn create_post(req: Request<Incoming>, shared: &Shared) -> Resp {
+    let Some((_, body)) = read_body(req).await else {
+        return text(StatusCode::BAD_REQUEST, "could not read body\n");
+    };
+    shared.stats.posts.fetch_add(1, Ordering::SeqCst);
+    shared.stats.posted.add(("/posts", &tally_text(&body)));
+    let id = shared.next_item_id.fetch_add(1, Ordering::SeqCst);
+    json(StatusCode::CREATED, &serde_json::json!({ "id": id }))
+}
+
+/// `POST` to any path without a route of its own (e.g. Chaperon tutorial's `/a`, `/a/config`):
+/// a sink that tallies the body and answers 201 `{"path": ...}`.
+async fn sink(path: &str, req: Request<Incoming>, shared: &Shared) -> Resp {
+    let Some((_, body)) = read_body(req).await else {
+        return text(StatusCode::BAD_REQUEST, "could not read body\n");
+    };
+    shared.stats.posted.add((path, &tally_text(&body)));
+    json(StatusCode::CREATED, &serde_json::json!({ "path": path }))
+}
+
+/// A body as tallied: compact JSON with sorted keys, else lossy UTF-8 text.
+fn tally_text(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => value.to_string(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// Publish/subscribe topics, created on first use.
+#[derive(Default)]
+struct Topics(Mutex<HashMap<String, Topic>>);
+
+struct Topic {
+    tx: broadcast::Sender<Published>,
+    /// The last [`TOPIC_HISTORY`] messages, oldest first.
+    history: VecDeque<Published>,
+    /// Sequence of the latest message (0: none yet).
+    sequence: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Published {
+    sequence: u64,
+    message: Message,
+}
+
+/// One subscriber's queue, taken when its handshake was accepted.
+struct Subscription {
+    topic: String,
+    rx: broadcast::Receiver<Published>,
+    /// The topic's sequence when the subscription started: later messages come through `rx`,
+    /// earlier ones only by replay.
+    since: u64,
+}
+
+impl Topics {
+    fn with<R>(&self, topic: &str, f: impl FnOnce(&mut Topic) -> R) -> R {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let topic = map.entry(topic.to_owned()).or_insert_with(|| Topic {
+            tx: broadcast::channel(TOPIC_QUEUE).0,
+            history: VecDeque::new(),
+            sequence: 0,
+        });
+        f(topic)
+    }
+
+    fn subscribe(&self, topic: &str) -> Subscription {
+        self.with(topic, |t| Subscription {
+            topic: topic.to_owned(),
+            rx: t.tx.subscribe(),
+            since: t.sequence,
+        })
+    }
+
+    /// Sends `message` to the topic's subscribers; returns its sequence and how many got it.
+    fn publish(&self, topic: &str, message: Message) -> (u64, usize) {
+        self.with(topic, |t| {
+            t.sequence += 1;
+            let published = Published {
+                sequence: t.sequence,
+                message,
+            };
+            if t.history.len() == TOPIC_HISTORY {
+                t.history.pop_front();
+            }
+            t.history.push_back(published.clone());
+            // An error only means there is no subscriber.
+            let subscribers = t.tx.send(published).unwrap_or(0);
+            (t.sequence, subscribers)
+        })
+    }
+
+    fn latest(&self, topic: &str) -> Option<Message> {
+        self.with(topic, |t| t.history.back().map(|p| p.message.clone()))
+    }
+
+    /// Kept messages with `after < sequence <= until`, oldest first.
+    fn replay(&self, topic: &str, after: u64, until: u64) -> Vec<Message> {
+        self.with(topic, |t| {
+            t.history
+                .iter()
+                .filter(|p| p.sequence > after && p.sequence <= until)
+                .map(|p| p.message.clone())
+                .collect()
+        })
+    }
+}
+
+/// `{"last_message_sequence": N}` from a subscriber (Firehose's protocol): replay after N.
+fn replay_request(message: &Message) -> Option<u64> {
+    let Message::Text(text) = message else {
+        return None;
+    };
+    let value: Value = serde_json::from_str(text.as_str()).ok()?;
+    value.get("last_message_sequence")?.as_u64()
 }
 
 /// `GET /items/{id}`: a fake item, so scenarios can fetch "records" by id.
@@ -561,7 +857,7 @@ async fn run_websocket(io: TokioIo<hyper::upgrade::Upgraded>, route: WsRoute, sh
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
     let _open = OpenGuard::new(&shared.stats);
     while let Some(Ok(message)) = ws.next().await {
-        let Some(reply) = reply_to(message, route, shared).await else {
+        let Some(reply) = reply_to(message, &route, shared).await else {
             continue;
         };
         if ws.send(reply.message).await.is_err() {
@@ -573,15 +869,55 @@ async fn run_websocket(io: TokioIo<hyper::upgrade::Upgraded>, route: WsRoute, sh
     }
 }
 
+/// Runs one subscription to `/subscribe/{topic}`: forwards every publication until the peer
+/// closes, the socket fails, or the server stops. A text message `{"last_message_sequence": N}`
+/// from the client first replays the kept messages after N that predate the subscription.
+async fn run_subscriber(
+    io: TokioIo<hyper::upgrade::Upgraded>,
+    mut sub: Subscription,
+    shared: &Shared,
+) {
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let _open = OpenGuard::new(&shared.stats);
+    let stats = &shared.stats;
+    stats.subscriptions.fetch_add(1, Ordering::SeqCst);
+    loop {
+        let outgoing = tokio::select! {
+            inbound = ws.next() => match inbound {
+                Some(Ok(message)) if message.is_text() || message.is_binary() => {
+                    stats.ws_messages.fetch_add(1, Ordering::SeqCst);
+                    match replay_request(&message) {
+                        Some(after) => shared.topics.replay(&sub.topic, after, sub.since),
+                        None => Vec::new(),
+                    }
+                }
+                Some(Ok(_)) => Vec::new(),
+                _ => break,
+            },
+            published = sub.rx.recv() => match published {
+                Ok(p) => vec![p.message],
+                Err(RecvError::Lagged(_)) => Vec::new(),
+                Err(RecvError::Closed) => break,
+            },
+        };
+        for message in outgoing {
+            stats.delivered.fetch_add(1, Ordering::SeqCst);
+            if ws.send(message).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// Counts a data message and decides the answer; `None` for control frames.
-async fn reply_to(message: Message, route: WsRoute, shared: &Shared) -> Option<Reply> {
+async fn reply_to(message: Message, route: &WsRoute, shared: &Shared) -> Option<Reply> {
     if !(message.is_text() || message.is_binary()) {
         return None;
     }
     let stats = &shared.stats;
     stats.ws_messages.fetch_add(1, Ordering::SeqCst);
     let is_ping =
-        route == WsRoute::PingPong && matches!(&message, Message::Text(t) if t.as_str() == "ping");
+        *route == WsRoute::PingPong && matches!(&message, Message::Text(t) if t.as_str() == "ping");
     if !is_ping {
         return Some(Reply {
             message,

@@ -12,3 +12,4 @@ mod merge;
 mod pingpong;
 mod scale;
 mod support;
+mod tls;

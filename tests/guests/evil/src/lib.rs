@@ -250,6 +250,13 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             s.check("fifth connection refused at once", refused);
             Ok(())
         }
+        // One GET of `evil.path` (default "/"); the request error, if any, ends the session.
+        "get" => {
+            let path: String = s.config_or("evil.path", "/".into());
+            let res = s.get(&path)?;
+            s.check("get ok", res.ok());
+            Ok(())
+        }
         "stderr" => {
             eprintln!("evil line on stderr");
             panic!("evil panic after stderr");
