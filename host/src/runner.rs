@@ -473,13 +473,11 @@ pub fn new_store(
     let mut store = Store::new(engine, VuState::new(shared, identity, config));
     store.limiter(|s| &mut s.limiter);
     store.epoch_deadline_callback(|mut ctx| {
-        if ctx.data_mut().cpu.charge() {
+        let cpu = &mut ctx.data_mut().cpu;
+        if cpu.charge() {
             Ok(UpdateDeadline::Interrupt)
         } else {
-            Ok(UpdateDeadline::YieldCustom(
-                1,
-                Box::pin(tokio::task::yield_now()),
-            ))
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(cpu.yield_now())))
         }
     });
     store.set_epoch_deadline(1);

@@ -187,6 +187,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 /// for every tick it spans.
 pub struct CpuMeter {
     epoch: Arc<AtomicU64>,
+    /// Set when the session runs again after yielding at a deadline: the time it waited for
+    /// other sessions is not its own.
+    yielded_until: Arc<AtomicU64>,
     resumed_at: u64,
     charged_to: u64,
     ticks: u64,
@@ -198,6 +201,7 @@ impl CpuMeter {
     pub fn new(epoch: Arc<AtomicU64>, budget_ticks: u64) -> Self {
         let now = epoch.load(Ordering::Relaxed);
         CpuMeter {
+            yielded_until: Arc::new(AtomicU64::new(now)),
             epoch,
             resumed_at: now,
             charged_to: now,
@@ -217,10 +221,21 @@ impl CpuMeter {
         self.resumed();
     }
 
+    /// The future a session awaits when it yields at a deadline: it lets other tasks run, then
+    /// marks the epoch it resumed at.
+    pub fn yield_now(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (epoch, mark) = (self.epoch.clone(), self.yielded_until.clone());
+        async move {
+            tokio::task::yield_now().await;
+            mark.store(epoch.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     /// Called at an epoch deadline; true when the budget is used up.
     pub fn charge(&mut self) -> bool {
         let now = self.epoch.load(Ordering::Relaxed);
-        let from = self.resumed_at.max(self.charged_to);
+        let yielded = self.yielded_until.load(Ordering::Relaxed);
+        let from = self.resumed_at.max(self.charged_to).max(yielded);
         self.ticks += now.saturating_sub(from);
         self.charged_to = now;
         self.exceeded = self.ticks > self.budget;

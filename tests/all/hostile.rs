@@ -64,3 +64,29 @@ async fn delay_time_is_not_charged_to_the_cpu_budget() {
     let r = end_reason("delay", &["evil.delay_ms=600"]).await;
     assert_eq!(ended(&r, "completed"), 2, "{}", r.summary_table());
 }
+
+#[test]
+fn a_log_flood_is_rate_limited_and_prefixed() {
+    let (code, _, stderr) = crate::support::host(&[
+        "run",
+        crate::support::guest("evil").to_str().unwrap(),
+        "--config",
+        "evil.mode=log_flood",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("evil log line"))
+        .collect();
+    assert!(
+        (100..=300).contains(&lines.len()),
+        "{} of 100000 lines printed",
+        lines.len()
+    );
+    assert!(
+        lines[0].starts_with("[info] evil-0 evil | evil log line 0"),
+        "{}",
+        lines[0]
+    );
+}

@@ -10,6 +10,7 @@ mod isolation;
 mod loadtests;
 mod merge;
 mod pingpong;
+mod polyglot;
 mod scale;
 mod support;
 mod tls;
