@@ -630,8 +630,11 @@ impl Topics {
         })
     }
 
+    /// The topic's latest message; polling never creates a topic.
     fn latest(&self, topic: &str) -> Option<Message> {
-        self.with(topic, |t| t.history.back().map(|p| p.message.clone()))
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let latest = map.get(topic)?.history.back()?;
+        Some(latest.message.clone())
     }
 
     /// Kept messages with `after < sequence <= until`, oldest first.
@@ -1220,6 +1223,139 @@ mod tests {
         second.send(Message::text("ping")).await.expect("send");
         assert_eq!(next_text(&mut second).await, "pong");
         assert_eq!(stats.ws_max_open(), 2);
+        server.shutdown().await;
+    }
+
+    /// Waits of the pub/sub, search and post tests.
+    const QUICK: Duration = Duration::from_secs(2);
+
+    async fn recv_within(ws: &mut Ws) -> Message {
+        loop {
+            let msg = tokio::time::timeout(QUICK, ws.next())
+                .await
+                .expect("message in time")
+                .expect("stream open")
+                .expect("message");
+            if msg.is_text() || msg.is_binary() {
+                return msg;
+            }
+        }
+    }
+
+    async fn nothing_within(ws: &mut Ws, ms: u64) {
+        let early = tokio::time::timeout(Duration::from_millis(ms), ws.next()).await;
+        assert!(early.is_err(), "unexpected message: {early:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publish_reaches_every_subscriber_of_its_topic_only() {
+        let server = start(TargetOptions::default()).await;
+        let addr = server.addr();
+        let stats = server.stats();
+        let mut a = ws_connect(addr, "/subscribe/news").await;
+        let mut b = ws_connect(addr, "/subscribe/news").await;
+        let mut other = ws_connect(addr, "/subscribe/sports").await;
+        let mut c = client(addr).await;
+
+        // The subscription exists as soon as the handshake is answered.
+        let (status, _, body) = send(&mut c, Method::POST, "/publish/news", &[], b"hello").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body_json(&body),
+            serde_json::json!({"topic": "news", "sequence": 1, "subscribers": 2})
+        );
+        assert_eq!(recv_within(&mut a).await, Message::text("hello"));
+        assert_eq!(recv_within(&mut b).await, Message::text("hello"));
+
+        let (_, _, body) = send(&mut c, Method::PUT, "/publish/news", &[], b"\xff\x00").await;
+        assert_eq!(body_json(&body)["sequence"], 2);
+        assert_eq!(recv_within(&mut a).await, Message::binary(vec![0xffu8, 0]));
+        assert_eq!(recv_within(&mut b).await, Message::binary(vec![0xffu8, 0]));
+        nothing_within(&mut other, 100).await;
+
+        // A plain GET polls the latest message; 204 when there is none.
+        let (status, _, body) = send(&mut c, Method::GET, "/subscribe/news", &[], b"").await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, &[0xffu8, 0][..]));
+        let (status, _, _) = send(&mut c, Method::GET, "/subscribe/empty", &[], b"").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+
+        for ws in [&mut a, &mut b, &mut other] {
+            ws.close(None).await.expect("close");
+        }
+        eventually("sockets closed", || stats.ws_open_now() == 0).await;
+        assert_eq!(stats.published(), 2);
+        assert_eq!(stats.delivered(), 4);
+        assert_eq!(stats.subscriptions(), 3);
+        assert_eq!(stats.polls(), 2);
+        assert_eq!(stats.requests_to("POST", "/publish/news"), 1);
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscriber_can_ask_for_earlier_messages() {
+        let server = start(TargetOptions::default()).await;
+        let addr = server.addr();
+        let mut c = client(addr).await;
+        let bodies: [&'static [u8]; 3] = [b"one", b"two", b"three"];
+        for body in bodies {
+            send(&mut c, Method::POST, "/publish/t", &[], body).await;
+        }
+        let mut ws = ws_connect(addr, "/subscribe/t").await;
+        nothing_within(&mut ws, 100).await;
+        let ask = Message::text(r#"{"last_message_sequence": 1}"#);
+        ws.send(ask).await.expect("send");
+        assert_eq!(recv_within(&mut ws).await, Message::text("two"));
+        assert_eq!(recv_within(&mut ws).await, Message::text("three"));
+        send(&mut c, Method::POST, "/publish/t", &[], b"four").await;
+        assert_eq!(recv_within(&mut ws).await, Message::text("four"));
+        // A replay never repeats what came live.
+        let again = Message::text(r#"{"last_message_sequence": 3}"#);
+        ws.send(again).await.expect("send");
+        nothing_within(&mut ws, 100).await;
+        let stats = server.stats();
+        assert_eq!((stats.published(), stats.delivered()), (4, 3));
+        assert_eq!(stats.ws_messages(), 2);
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn searches_posts_and_the_post_sink_are_counted() {
+        let server = start(TargetOptions::default()).await;
+        let mut c = client(server.addr()).await;
+
+        let (status, _, body) = send(&mut c, Method::GET, "/search?q=foo%20bar", &[], b"").await;
+        assert_eq!(status, StatusCode::OK);
+        let found = body_json(&body);
+        assert_eq!(found["q"], "foo bar");
+        assert_eq!(found["results"][2]["title"], "foo bar result 3");
+        send(&mut c, Method::GET, "/search?q=foo+bar", &[], b"").await;
+        send(&mut c, Method::GET, "/search", &[], b"").await;
+
+        let (status, _, body) = send(&mut c, Method::POST, "/posts", &[], br#"{"m": 1}"#).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert!(body_json(&body)["id"].is_u64());
+        send(&mut c, Method::POST, "/posts", &[], br#"{ "m":1 }"#).await;
+
+        let body = br#"{"b": 2, "a": 1}"#;
+        let (status, _, reply) = send(&mut c, Method::POST, "/a/config", &[], body).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(body_json(&reply), serde_json::json!({"path": "/a/config"}));
+        send(&mut c, Method::POST, "/a/config", &[], b"plain").await;
+        // Only POST has a sink; other methods on unknown paths stay 404.
+        let status = send(&mut c, Method::PUT, "/a/config", &[], b"x").await.0;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        let stats = server.stats();
+        assert_eq!(stats.searches(), 3);
+        assert_eq!(stats.searches_for("foo bar"), 2);
+        assert_eq!(stats.searches_for(""), 1);
+        assert_eq!(stats.posts(), 2);
+        let posts = stats.posted_bodies("/posts");
+        assert_eq!(posts, BTreeMap::from([(r#"{"m":1}"#.to_owned(), 2)]));
+        let sunk = stats.posted_bodies("/a/config");
+        let want = [(r#"{"a":1,"b":2}"#.to_owned(), 1), ("plain".to_owned(), 1)];
+        assert_eq!(sunk, BTreeMap::from(want));
+        assert_eq!(stats.requests_to("POST", "/a/config"), 2);
         server.shutdown().await;
     }
 

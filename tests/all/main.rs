@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod children;
+mod examples;
 mod flow;
 mod hostile;
 mod http;
