@@ -92,6 +92,9 @@ fn inspect(path: &std::path::Path) -> i32 {
             println!("{}: a chaperon scenario component", p.path.display());
             println!("  sha256: {}", p.sha256);
             println!("  size: {} bytes", p.bytes.len());
+            if let Some(t) = crate::loader::toolchain(&p) {
+                println!("  toolchain: {t}");
+            }
             println!("  exports: {}", p.exports.join(", "));
             println!("  imports:");
             for i in &p.imports {

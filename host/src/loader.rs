@@ -267,6 +267,24 @@ fn is_known_import(import: &str) -> bool {
     WASI_INTERFACES.contains(&name) && version.is_some_and(|v| v.starts_with("0.2."))
 }
 
+/// The toolchain that built a component: from its producers section when that names one,
+/// else from the name an interpreter-based toolchain embeds in its runtime.
+pub fn toolchain(p: &Preflight) -> Option<&'static str> {
+    let produced = |tool: &str| p.producers.iter().any(|x| x.contains(tool));
+    let embeds = |name: &[u8]| p.bytes.windows(name.len()).any(|w| w == name);
+    if produced("ComponentizeJS") {
+        Some("JavaScript (componentize-js, StarlingMonkey)")
+    } else if produced("component-init-transform") && embeds(b"componentize-py") {
+        Some("Python (componentize-py)")
+    } else if embeds(b"componentize-qjs") {
+        Some("JavaScript (componentize-qjs, QuickJS)")
+    } else if produced("wit-bindgen-rust") {
+        Some("Rust (wit-bindgen)")
+    } else {
+        None
+    }
+}
+
 /// Compiles a checked component on a blocking thread (compilation is CPU-bound and may take
 /// seconds for interpreter-based guests); the on-disk cache makes later runs load in ~1 ms.
 pub async fn compile(

@@ -97,18 +97,24 @@ async fn connect_phases(
     origin: &Origin,
     tls: &Arc<rustls::ClientConfig>,
 ) -> Result<(NetStream, ConnectTimings), RequestError> {
+    // A phase that happened takes at least 1 µs, so 0 always means "did not happen".
     let mut t = ConnectTimings::default();
-    let start = Instant::now();
-    let addrs: Vec<std::net::SocketAddr> =
-        tokio::net::lookup_host((origin.host.as_str(), origin.port))
-            .await
-            .map_err(|e| RequestError::Dns(format!("{}: {e}", origin.host)))?
-            .collect();
-    t.dns_us = micros_since(start);
+    let addrs: Vec<std::net::SocketAddr> = match origin.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![std::net::SocketAddr::new(ip, origin.port)],
+        Err(_) => {
+            let start = Instant::now();
+            let found = tokio::net::lookup_host((origin.host.as_str(), origin.port))
+                .await
+                .map_err(|e| RequestError::Dns(format!("{}: {e}", origin.host)))?
+                .collect();
+            t.dns_us = micros_since(start).max(1);
+            found
+        }
+    };
     let start = Instant::now();
     let tcp = connect_any(&addrs, &origin.host).await?;
     let _ = tcp.set_nodelay(true);
-    t.connect_us = micros_since(start);
+    t.connect_us = micros_since(start).max(1);
     let counters = Arc::new(ByteCounters::default());
     if !origin.tls {
         let inner = Inner::Plain(tcp);
@@ -121,7 +127,7 @@ async fn connect_phases(
         .connect(name, tcp)
         .await
         .map_err(|e| RequestError::Tls(e.to_string()))?;
-    t.tls_us = micros_since(start);
+    t.tls_us = micros_since(start).max(1);
     let inner = Inner::Tls(Box::new(stream));
     Ok((NetStream { inner, counters }, t))
 }

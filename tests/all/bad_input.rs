@@ -84,4 +84,5 @@ fn inspect_lists_the_world() {
         stdout.contains("chaperon:scenario/websocket@0.1.0"),
         "{stdout}"
     );
+    assert!(stdout.contains("toolchain: Rust (wit-bindgen)"), "{stdout}");
 }

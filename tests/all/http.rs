@@ -42,3 +42,40 @@ async fn http_basic_reuses_one_connection_per_session() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_surface_behaves_as_documented() {
+    let server = TargetServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let plan = plan(
+        "evil",
+        2,
+        Some(server.base_url()),
+        &["evil.mode=http_features"],
+    );
+    let r = run(&plan).await.report;
+    assert_eq!(ended(&r, "completed"), 2, "{}", r.summary_table());
+    for (name, count) in &r.checks {
+        assert_eq!((count.passed, count.failed), (2, 0), "check `{name}`");
+    }
+    assert_eq!(r.checks.len(), 15, "{:?}", r.checks.keys());
+    let status = metric(&r, "http GET /status/404");
+    assert_eq!(status.count, 4, "both 404s are latency samples");
+    assert_eq!(
+        status.errors_by_kind.get("status 404"),
+        Some(&2),
+        "only the unexpected one is an error"
+    );
+    assert_eq!(
+        metric(&r, "http GET /redirect/3").count,
+        2,
+        "one sample per followed request"
+    );
+    assert_eq!(server.stats().requests_to("GET", "/redirect/0"), 2);
+    assert_eq!(
+        metric(&r, "http GET /").errors_by_kind.get("invalid"),
+        Some(&2)
+    );
+    server.shutdown().await;
+}

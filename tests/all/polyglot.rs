@@ -363,3 +363,27 @@ async fn thousand_concurrent_js_pingpong_sessions() {
     };
     thousand_concurrent_pingpong_sessions("js (quickjs)", &paths[0]).await;
 }
+
+#[test]
+fn inspect_names_the_toolchain_of_each_language() {
+    let cases = [
+        ("python/pingpong.wasm", "Python (componentize-py)"),
+        ("js/pingpong.wasm", "JavaScript (componentize-qjs, QuickJS)"),
+        (
+            "js/starlingmonkey/pingpong.wasm",
+            "JavaScript (componentize-js, StarlingMonkey)",
+        ),
+    ];
+    let paths: Vec<String> = cases.iter().map(|(p, _)| p.to_string()).collect();
+    let Some(full) = components("inspect_names_the_toolchain_of_each_language", &paths) else {
+        return;
+    };
+    for (path, (_, toolchain)) in full.iter().zip(cases) {
+        let (code, stdout, stderr) = crate::support::host(&["inspect", path.to_str().unwrap()]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains(&format!("toolchain: {toolchain}")),
+            "{stdout}"
+        );
+    }
+}

@@ -257,6 +257,8 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             s.check("get ok", res.ok());
             Ok(())
         }
+        // Exercises the HTTP surface against the demo target; each result is a named check.
+        "http_features" => http_features(s),
         "stderr" => {
             eprintln!("evil line on stderr");
             panic!("evil panic after stderr");
@@ -276,3 +278,67 @@ fn recurse(depth: u64) -> u64 {
 }
 
 export_scenario!(Evil);
+
+/// Statuses, redirects, cookies, auth, query, form, HEAD, PUT/PATCH/DELETE and a batch.
+fn http_features(s: &mut Session) -> Result {
+    let missing = s.get("/status/404")?;
+    s.check(
+        "404 is unexpected by default",
+        missing.status == 404 && !missing.ok(),
+    );
+    let allowed = s.send(Request::get("/status/404").expect_status(404, 404))?;
+    s.check("404 expected when asked", allowed.ok());
+    let hops = s.send(Request::get("/redirect/3").follow_redirects(3))?;
+    s.check("three redirects followed", hops.status == 200);
+    let unfollowed = s.get("/redirect/1")?;
+    s.check(
+        "redirects not followed by default",
+        unfollowed.status == 302,
+    );
+    s.get("/cookies/set?a=1&b=2")?;
+    s.get("/cookies/set?a=3")?;
+    let jar: Value = s.get("/cookies")?.json()?;
+    s.check(
+        "cookies merge by name",
+        jar == json!({ "a": "3", "b": "2" }),
+    );
+    let req = Request::get("/headers")
+        .basic_auth("ann", "secret")
+        .header("x-tenant", "t1")
+        .query("q", "a b");
+    let headers: Value = s.send(req)?.json()?;
+    s.check(
+        "basic auth sent",
+        headers["authorization"] == "Basic YW5uOnNlY3JldA==",
+    );
+    s.check("custom header sent", headers["x-tenant"] == "t1");
+    let form = s.send(Request::post("/echo").form(&[("k", "v w")]))?;
+    s.check("form encoded", form.text() == "k=v+w");
+    let head = s.head("/")?;
+    s.check("HEAD has no body", head.body.is_empty());
+    let put = s.put("/echo", "p")?;
+    s.check("PUT echoes", put.text() == "p");
+    let patch = s.patch("/echo", "q")?;
+    s.check("PATCH echoes", patch.text() == "q");
+    let deleted = s.delete("/items/7")?;
+    s.check("DELETE is 204", deleted.status == 204);
+    let forbidden = s.send(Request::get("/").header("host", "elsewhere"));
+    s.check(
+        "host header refused",
+        matches!(forbidden, Err(Error::Request(RequestError::Invalid(_)))),
+    );
+    let batch: Vec<Request> = (1..=6)
+        .map(|i| Request::get(format!("/delay/{}", 100 + i)))
+        .collect();
+    let started = std::time::Instant::now();
+    let results = s.batch(batch);
+    s.check(
+        "batch all ok",
+        results.iter().all(|r| r.as_ref().is_ok_and(Response::ok)),
+    );
+    s.check(
+        "batch ran in parallel",
+        started.elapsed() < Duration::from_millis(500),
+    );
+    Ok(())
+}
