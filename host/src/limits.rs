@@ -35,8 +35,9 @@ pub struct Limits {
     pub max_duration: Duration,
     /// Sessions alive at once (instance pool slots); 0 = as many as the run has sessions.
     pub max_concurrent: u32,
-    /// Instance slots for async children and nested scenarios, beyond the sessions' own;
-    /// 0 = as many as sessions run at once (at least 64).
+    /// Instance slots for async children and nested scenarios, beyond the sessions' own. Each
+    /// pool slot costs ~10 KiB of host memory even unused, so the default is small; raise it
+    /// for scenarios that spawn many children at once.
     pub child_slots: u32,
     /// Open WebSockets per session; the next connect is refused at once.
     pub ws_connections: u32,
@@ -64,7 +65,7 @@ impl Default for Limits {
             graceful_stop: Duration::from_secs(30),
             max_duration: Duration::from_secs(3600),
             max_concurrent: 0,
-            child_slots: 0,
+            child_slots: 64,
             ws_connections: 4,
             http_connections: 8,
             max_response_body: 16 << 20,

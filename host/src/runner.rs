@@ -106,10 +106,7 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         engine::ComponentShape::default(),
         engine::ComponentShape::max,
     );
-    let child_slots = match plan.limits.child_slots {
-        0 => capacity.slots.max(64),
-        n => n,
-    };
+    let child_slots = plan.limits.child_slots;
     let engine = engine::build_engine(&EngineSettings {
         slots: capacity.slots.saturating_add(child_slots),
         memory_bytes: u64::from(plan.limits.memory_mb) << 20,

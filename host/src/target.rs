@@ -334,6 +334,9 @@ enum WsRoute {
     Echo,
     /// `/subscribe/{topic}`.
     Subscribe(String),
+    /// `/ws/handshake`: reports the handshake's headers (JSON), pings the client and says
+    /// "pong received" when the pong arrives, then echoes.
+    Handshake(String),
 }
 
 /// An accepted upgrade, parked until hyper hands over the raw connection.
@@ -413,6 +416,7 @@ fn websocket_route(req: &Request<Incoming>) -> Option<WsRoute> {
     match path {
         "/ping/pong" => Some(WsRoute::PingPong),
         "/ws/echo" => Some(WsRoute::Echo),
+        "/ws/handshake" => Some(WsRoute::Handshake(headers_json(headers).to_string())),
         _ => topic_of(path).map(|topic| WsRoute::Subscribe(topic.to_owned())),
     }
 }
@@ -437,7 +441,7 @@ fn accept_websocket(
     let Some(accept) = key.and_then(|k| HeaderValue::from_str(&k).ok()) else {
         return text(StatusCode::BAD_REQUEST, "bad websocket key\n");
     };
-    let on_upgrade = hyper::upgrade::on(req);
+    let on_upgrade = hyper::upgrade::on(&mut *req);
     *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(PendingUpgrade {
         on_upgrade,
         route,
@@ -449,6 +453,14 @@ fn accept_websocket(
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    // Agree to the first subprotocol the client offers (clients reject a silent server).
+    let offered = req.headers().get(header::SEC_WEBSOCKET_PROTOCOL);
+    let first = offered
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next());
+    if let Some(p) = first.and_then(|p| HeaderValue::from_str(p.trim()).ok()) {
+        resp.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
     resp
 }
 
@@ -859,6 +871,11 @@ struct Reply {
 async fn run_websocket(io: TokioIo<hyper::upgrade::Upgraded>, route: WsRoute, shared: &Shared) {
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
     let _open = OpenGuard::new(&shared.stats);
+    if let WsRoute::Handshake(headers) = &route
+        && !greet_and_probe(&mut ws, headers).await
+    {
+        return;
+    }
     while let Some(Ok(message)) = ws.next().await {
         let Some(reply) = reply_to(message, &route, shared).await else {
             continue;
@@ -909,6 +926,34 @@ async fn run_subscriber(
                 return;
             }
         }
+    }
+}
+
+/// `/ws/handshake`: sends the handshake headers, then a ping, and waits (≤ 2 s) for the
+/// client's pong, announcing it with "pong received". False when the socket failed.
+async fn greet_and_probe(
+    ws: &mut WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+    headers: &str,
+) -> bool {
+    let greeted = ws.send(Message::text(headers.to_owned())).await.is_ok()
+        && ws
+            .send(Message::Ping(Bytes::from_static(b"probe")))
+            .await
+            .is_ok();
+    if !greeted {
+        return false;
+    }
+    let pong = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(m, Message::Pong(_)) {
+                return true;
+            }
+        }
+        false
+    });
+    match pong.await {
+        Ok(true) => ws.send(Message::text("pong received")).await.is_ok(),
+        _ => false,
     }
 }
 

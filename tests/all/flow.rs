@@ -80,3 +80,17 @@ async fn the_fifth_websocket_is_refused_at_once() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_handshakes_carry_cookies_headers_auth_and_pongs_answer_pings() {
+    let server = TargetServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    let r = evil("ws_handshake", 2, Some(server.base_url()), &[]).await;
+    assert_eq!(ended(&r, "completed"), 2, "{}", r.summary_table());
+    for (name, count) in &r.checks {
+        assert_eq!((count.passed, count.failed), (2, 0), "check `{name}`");
+    }
+    assert_eq!(r.checks.len(), 5);
+    server.shutdown().await;
+}

@@ -7,8 +7,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use chaperon_sdk::RequestError;
 use chaperon_sdk::prelude::*;
+use chaperon_sdk::{ConnectOptions, Message, RequestError};
 
 const MIB: usize = 1024 * 1024;
 
@@ -259,6 +259,40 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
         }
         // Exercises the HTTP surface against the demo target; each result is a named check.
         "http_features" => http_features(s),
+        // WebSocket handshake with the session's cookies, headers, auth and a subprotocol; the
+        // server pings and reports whether our pong arrived.
+        "ws_handshake" => {
+            s.get("/cookies/set?sid=abc")?;
+            let options = ConnectOptions {
+                headers: vec![
+                    ("x-tenant".into(), "t1".into()),
+                    ("authorization".into(), "Bearer tok".into()),
+                ],
+                protocols: vec!["chat".into()],
+                timeout_ms: Some(2000),
+            };
+            s.ws_connect_with("h", "/ws/handshake", options)?;
+            let seen: Value = match s.ws_recv_from("h", 2000)? {
+                Message::Text(t) => chaperon_sdk::serde_json::from_str(&t)?,
+                _ => Value::Null,
+            };
+            s.check("cookie sent on connect", seen["cookie"] == "sid=abc");
+            s.check("header sent on connect", seen["x-tenant"] == "t1");
+            s.check(
+                "auth sent on connect",
+                seen["authorization"] == "Bearer tok",
+            );
+            s.check(
+                "subprotocol offered",
+                seen["sec-websocket-protocol"] == "chat",
+            );
+            let answer = s.ws_recv_from("h", 2000)?;
+            s.check(
+                "ping answered with pong",
+                answer.as_text() == Some("pong received"),
+            );
+            s.ws_close_named("h")
+        }
         "stderr" => {
             eprintln!("evil line on stderr");
             panic!("evil panic after stderr");
