@@ -342,16 +342,28 @@ impl VuState {
     }
 }
 
+/// The metric key of a WebSocket connect: `ws_connect {metric-name or path}`.
+fn ws_connect_key(shared: &crate::state::RunShared, url: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("ws_connect {}", metric_name(name.to_owned())),
+        None => match crate::http_client::resolve(shared.base_url.as_ref(), url, true) {
+            Ok(u) => format!("ws_connect {}", u.path()),
+            Err(_) => "ws_connect".to_owned(),
+        },
+    }
+}
+
 impl websocket::HostConnection for VuState {
     async fn connect(
         &mut self,
         url: String,
         options: ConnectOptions,
     ) -> Wt<Result<Resource<WsConnection>, RequestError>> {
+        let key = ws_connect_key(&self.shared, &url, options.metric_name.as_deref());
         if self.ws_open >= self.shared.limits.ws_connections {
             self.shared
                 .recorder
-                .record_error("ws_connect", "too-many-connections");
+                .record_error(&key, "too-many-connections");
             return Ok(Err(RequestError::TooManyConnections));
         }
         let start = Instant::now();
@@ -359,19 +371,12 @@ impl websocket::HostConnection for VuState {
         let r = crate::websocket::connect(&self.shared, cookies, &url, &options).await;
         self.host_returned();
         match r {
-            Ok((conn, path)) => {
-                self.shared
-                    .recorder
-                    .record(&format!("ws_connect {path}"), duration_micros(start));
+            Ok(conn) => {
+                self.shared.recorder.record(&key, duration_micros(start));
                 self.ws_open += 1;
                 Ok(Ok(self.table.push(conn)?))
             }
             Err(e) => {
-                let key =
-                    match crate::http_client::resolve(self.shared.base_url.as_ref(), &url, true) {
-                        Ok(u) => format!("ws_connect {}", u.path()),
-                        Err(_) => "ws_connect".to_owned(),
-                    };
                 self.shared
                     .recorder
                     .record_error(&key, crate::outcome::request_error_kind(&e));

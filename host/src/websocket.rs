@@ -52,9 +52,8 @@ pub async fn connect(
     cookies: Option<String>,
     url: &str,
     options: &ConnectOptions,
-) -> Result<(WsConnection, String), RequestError> {
+) -> Result<WsConnection, RequestError> {
     let url = crate::http_client::resolve(shared.base_url.as_ref(), url, true)?;
-    let path = url.path().to_owned();
     let timeout = options
         .timeout_ms
         .map(|ms| Duration::from_millis(u64::from(ms)))
@@ -78,13 +77,12 @@ pub async fn connect(
     let (sink, stream) = ws.split();
     let (tx, inbound) = mpsc::channel(shared.limits.ws_queue.max(1) as usize);
     let reader = tokio::spawn(read_loop(stream, tx));
-    let conn = WsConnection {
+    Ok(WsConnection {
         sink,
         inbound,
         reader,
         done: None,
-    };
-    Ok((conn, path))
+    })
 }
 
 fn handshake_request(

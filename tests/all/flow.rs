@@ -92,5 +92,10 @@ async fn websocket_handshakes_carry_cookies_headers_auth_and_pongs_answer_pings(
         assert_eq!((count.passed, count.failed), (2, 0), "check `{name}`");
     }
     assert_eq!(r.checks.len(), 5);
+    let probe = metric(&r, "ws_connect /ws/handshake (probe)");
+    assert_eq!(
+        probe.count, 2,
+        "the connect's metric name replaces its path"
+    );
     server.shutdown().await;
 }

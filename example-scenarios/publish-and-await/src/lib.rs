@@ -43,7 +43,7 @@ fn publish(s: &mut Session, topic: &str) -> Result {
 }
 
 fn subscribe(s: &mut Session, topic: String, message_count: u32) -> Result<Value> {
-    s.ws_connect(&format!("/subscribe/{topic}"))?;
+    s.ws_connect_as(&format!("/subscribe/{topic}"), "/subscribe/:topic")?;
     s.signal_parent(json!(["subscribed", topic]))?; // the parent may publish now
     s.assign("subscription_messages", json!([]))?; // received messages are kept here
     s.repeat(message_count, subscribe_recv_message)?;

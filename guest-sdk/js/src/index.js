@@ -684,14 +684,15 @@ export class Session {
 
   /** Opens the WebSocket connection `name` (default "") to `path` (resolved against
    * base_url, http → ws), replacing an open one of that name. Metric `ws_connect {path}`.
-   * Options: `{ name, headers, protocols, timeoutMs }`. */
-  wsConnect(path, { name = "", headers = [], protocols = [], timeoutMs } = {}) {
+   * Options: `{ name, headers, protocols, timeoutMs, metricName }` (`metricName` groups
+   * connections under `ws_connect {metricName}`). */
+  wsConnect(path, { name = "", headers = [], protocols = [], timeoutMs, metricName } = {}) {
     const old = this.connections.get(name);
     if (old) {
       this.connections.delete(name);
       dispose(old); // it counts against the session's connection cap
     }
-    const options = { headers, protocols, timeoutMs: opt(timeoutMs) };
+    const options = { metricName: opt(metricName), headers, protocols, timeoutMs: opt(timeoutMs) };
     const c = hostCall(() => hw.Connection.connect(String(path), options), requestError);
     this.connections.set(name, c);
   }

@@ -72,15 +72,19 @@ class WebSocketActions:
         headers: Sequence[tuple[str, str]] = (),
         protocols: Sequence[str] = (),
         timeout_ms: Optional[int] = None,
+        metric_name: Optional[str] = None,
     ) -> None:
         """Opens the WebSocket connection ``name`` (default ``""``) to ``path`` (resolved
         against ``base_url``, ``http`` → ``ws``), replacing an open one of that name.
-        Metric ``ws_connect {path}``."""
+        Metric ``ws_connect {path}``, or ``ws_connect {metric_name}`` when given."""
         old = self._connections.pop(name, None)
         if old is not None:
             old.__exit__(None, None, None)  # drop it first: it counts against the cap
         options = _host.websocket.ConnectOptions(
-            headers=list(headers), protocols=list(protocols), timeout_ms=timeout_ms
+            metric_name=metric_name,
+            headers=list(headers),
+            protocols=list(protocols),
+            timeout_ms=timeout_ms,
         )
         try:
             conn = _host.websocket.Connection.connect(path, options)

@@ -54,9 +54,29 @@ impl Session {
         self.ws_connect_named("", path)
     }
 
+    /// Opens the default connection to `path`, recording its handshake under
+    /// `ws_connect {metric_name}` rather than the path, so per-user paths share one histogram.
+    ///
+    /// ```no_run
+    /// # use chaperon_sdk::prelude::*;
+    /// # fn f(s: &mut Session, topic: &str) -> Result {
+    /// s.ws_connect_as(&format!("/subscribe/{topic}"), "/subscribe/:topic")
+    /// # }
+    /// ```
+    pub fn ws_connect_as(&mut self, path: &str, metric_name: &str) -> Result {
+        let options = ConnectOptions {
+            metric_name: Some(metric_name.to_owned()),
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            timeout_ms: None,
+        };
+        self.ws_connect_with("", path, options)
+    }
+
     /// Opens the connection `name`, replacing (and closing) an open one of that name.
     pub fn ws_connect_named(&mut self, name: &str, path: &str) -> Result {
         let options = ConnectOptions {
+            metric_name: None,
             headers: Vec::new(),
             protocols: Vec::new(),
             timeout_ms: None,

@@ -264,6 +264,7 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
         "ws_handshake" => {
             s.get("/cookies/set?sid=abc")?;
             let options = ConnectOptions {
+                metric_name: Some("/ws/handshake (probe)".into()),
                 headers: vec![
                     ("x-tenant".into(), "t1".into()),
                     ("authorization".into(), "Bearer tok".into()),
