@@ -324,6 +324,7 @@ async fn run_sessions(
         let job = SessionJob {
             runs: sc.runs.clone(),
             plan: sc.plan.clone(),
+            timeout: limits.session_timeout,
         };
         tasks.spawn(async move {
             let id = identity.id.clone();
@@ -349,6 +350,8 @@ async fn run_sessions(
 struct SessionJob {
     runs: Runs,
     plan: ScenarioPlan,
+    /// The session deadline (sequences run their steps within it).
+    timeout: Duration,
 }
 
 impl SessionJob {
@@ -366,17 +369,11 @@ impl SessionJob {
                 run_session(shared.clone(), identity, self.plan.config.clone()).await
             }
             Runs::Sequence(steps) => {
-                let deadline = Instant::now() + self.plan_limits_timeout(steps);
+                let deadline = Instant::now() + self.timeout;
                 crate::nested::run_sequence(steps, identity, self.plan.config.clone(), deadline)
                     .await
             }
         }
-    }
-
-    fn plan_limits_timeout(&self, steps: &[Arc<RunShared>]) -> Duration {
-        steps
-            .first()
-            .map_or(Duration::ZERO, |s| s.limits.session_timeout)
     }
 }
 
