@@ -46,6 +46,15 @@ fn example(dir: &str, components: &[&str], server: &TargetServer, config: &[&str
     plan
 }
 
+/// Runs `plan` and checks that every session completed without an error.
+async fn run_clean(plan: &RunPlan) -> Report {
+    let outcome = run(plan).await;
+    let r = &outcome.report;
+    assert!(outcome.all_completed(), "{}", r.summary_table());
+    assert_eq!(r.total_errors(), 0, "{}", r.summary_table());
+    outcome.report
+}
+
 fn count(r: &Report, key: &str) -> u64 {
     metric(r, key).count
 }
@@ -62,11 +71,8 @@ fn bodies<const N: usize>(entries: [(serde_json::Value, u64); N]) -> BTreeMap<St
 async fn publish_and_await_publishes_only_after_the_subscriber_signalled() {
     let server = target().await;
     let plan = example("publish-and-await", &["publish_and_await"], &server, &[]);
-    let outcome = run(&plan).await;
-    let r = &outcome.report;
-    assert!(outcome.all_completed(), "{}", r.summary_table());
+    let r = &run_clean(&plan).await;
     assert_eq!(ended(r, "completed"), 10);
-    assert_eq!(r.total_errors(), 0, "{}", r.summary_table());
 
     // 10 sessions × 20 messages, each on its own topic: nothing was published before its
     // subscriber was there, so every message was delivered exactly once.
@@ -95,12 +101,9 @@ async fn scenarios_a_b_c_nest_and_pass_config_along() {
     let server = target().await;
     let components = ["scenario_a", "scenario_b", "scenario_c"];
     let plan = example("scenario-abc", &components, &server, &[]);
-    let outcome = run(&plan).await;
-    let r = &outcome.report;
+    let r = &run_clean(&plan).await;
     // scenario_a, scenario_b, c_then_a: 1 each; scenario_a_x100, c_then_a_x100: 100 each.
-    assert!(outcome.all_completed(), "{}", r.summary_table());
     assert_eq!(ended(r, "completed"), 203);
-    assert_eq!(r.total_errors(), 0, "{}", r.summary_table());
 
     // A runs 1 + 1 (inside B) + 1 + 100 + 100 times, C once per sequence session.
     let stats = server.stats();
@@ -138,11 +141,8 @@ async fn scenarios_a_b_c_nest_and_pass_config_along() {
 async fn ws_echo_echoes_numbered_messages() {
     let server = target().await;
     let plan = example("ws-echo", &["ws_echo"], &server, &[]);
-    let outcome = run(&plan).await;
-    let r = &outcome.report;
-    assert!(outcome.all_completed(), "{}", r.summary_table());
+    let r = &run_clean(&plan).await;
     assert_eq!(ended(r, "completed"), 100);
-    assert_eq!(r.total_errors(), 0, "{}", r.summary_table());
 
     let stats = server.stats();
     assert_eq!(stats.ws_opened(), 100);
@@ -158,12 +158,9 @@ async fn ws_echo_echoes_numbered_messages() {
 async fn firehose_publishers_pollers_and_websocket_subscribers() {
     let server = target().await;
     let plan = example("firehose", &["firehose"], &server, &[]);
-    let outcome = run(&plan).await;
-    let r = &outcome.report;
+    let r = &run_clean(&plan).await;
     // p1, p2, s1..s4, ws1..ws4: one session each.
-    assert!(outcome.all_completed(), "{}", r.summary_table());
     assert_eq!(ended(r, "completed"), 10);
-    assert_eq!(r.total_errors(), 0, "{}", r.summary_table());
     let stats = server.stats();
 
     // Publishers: p1 runs 5 loops, p2 one; every loop iteration publishes in a child.
@@ -209,12 +206,9 @@ async fn background_noise_searches_then_spreads_its_posts() {
         &server,
         &["interval=500"],
     );
-    let outcome = run(&plan).await;
-    let r = &outcome.report;
+    let r = &run_clean(&plan).await;
     // noise_1 and noise_2: one session each, 2 searches and 25 posts each.
-    assert!(outcome.all_completed(), "{}", r.summary_table());
     assert_eq!(ended(r, "completed"), 2);
-    assert_eq!(r.total_errors(), 0, "{}", r.summary_table());
 
     let stats = server.stats();
     assert_eq!(stats.searches(), 4);
