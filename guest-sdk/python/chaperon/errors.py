@@ -97,22 +97,23 @@ _REQUEST_TEXT = {
 }
 
 
+# Kinds that carry a detail, and how to show it.
+_REQUEST_DETAIL = {
+    "denied": "denied by the allowlist: {}",
+    "blocked-ip": "blocked address: {}",
+    "dns": "name resolution failed: {}",
+    "tls": "tls: {}",
+    "protocol": "protocol error: {}",
+    "ws-handshake": "websocket handshake answered with HTTP {}",
+    "invalid": "invalid request: {}",
+}
+
+
 def describe_request_error(kind: str, detail: Any = None) -> str:
     """A human-readable description of a network failure, e.g. ``connection refused``."""
-    if kind == "denied":
-        return f"denied by the allowlist: {detail}"
-    if kind == "blocked-ip":
-        return f"blocked address: {detail}"
-    if kind == "dns":
-        return f"name resolution failed: {detail}"
-    if kind == "tls":
-        return f"tls: {detail}"
-    if kind == "protocol":
-        return f"protocol error: {detail}"
-    if kind == "ws-handshake":
-        return f"websocket handshake answered with HTTP {detail}"
-    if kind == "invalid":
-        return f"invalid request: {detail}"
+    template = _REQUEST_DETAIL.get(kind)
+    if template is not None:
+        return template.format(detail)
     return _REQUEST_TEXT.get(kind, kind)
 
 
