@@ -1,4 +1,4 @@
-//! What the user typed: the clap definition of the command line. `config.rs` turns it into a
+//! What the user typed: the clap definition of the command line. `plan` turns it into a
 //! validated plan; nothing here interprets values.
 
 use clap::{Args, Parser, Subcommand};
@@ -71,17 +71,22 @@ pub struct RunArgs {
     /// Do not use the on-disk cache of compiled components.
     #[arg(long)]
     pub no_cache: bool,
-    /// Print only the summary (no progress line).
+    /// Print only the summary (no capacity warnings).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Scenario log lines shown: debug, info, warn, error or off (default info, or the
+    /// load-test file's [output] log_level).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
 }
 
 /// `demo` arguments.
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
-    /// The pingpong component.
-    #[arg(long, default_value = "target/wasm32-wasip2/guest/pingpong.wasm")]
-    pub component: PathBuf,
+    /// The pingpong component (default: the one scripts/build-guests builds in this
+    /// repository, found from any directory).
+    #[arg(long)]
+    pub component: Option<PathBuf>,
     /// Sessions (virtual users).
     #[arg(long, default_value_t = 100)]
     pub sessions: u32,

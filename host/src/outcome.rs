@@ -4,7 +4,7 @@
 //! which the report counts it. Request failures are the WIT `request-error` variant; their
 //! [`request_error_kind`] is the key under which a metric's errors are counted.
 
-use crate::bindings::RequestError;
+use crate::wit::RequestError;
 use std::fmt;
 
 /// Why a trap happened, as far as the host can tell.
@@ -76,6 +76,18 @@ impl SessionEnd {
     /// Whether the session counts as a success.
     pub fn is_completed(&self) -> bool {
         matches!(self, SessionEnd::Completed)
+    }
+
+    /// Whether `teardown` still runs after `run` ended this way: `run` returned (ok, with an
+    /// error or an abort) or its deadline passed; never after a trap or a broken quota.
+    pub fn runs_teardown(&self) -> bool {
+        matches!(
+            self,
+            SessionEnd::Completed
+                | SessionEnd::GuestError(_)
+                | SessionEnd::Aborted(_)
+                | SessionEnd::Timeout
+        )
     }
 }
 

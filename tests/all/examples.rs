@@ -4,9 +4,9 @@
 
 use crate::support::{ended, guest, metric, root, run};
 use chaperon_host::cli::RunArgs;
-use chaperon_host::config::RunPlan;
+use chaperon_host::plan::RunPlan;
 use chaperon_host::report::Report;
-use chaperon_host::target::{TargetOptions, TargetServer};
+use chaperon_target::{TargetOptions, TargetServer};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ fn example(dir: &str, components: &[&str], server: &TargetServer, config: &[&str
         base_url: Some(server.base_url()),
         config: config.iter().map(|c| c.to_string()).collect(),
         quiet: true,
+        log_level: Some("off".into()),
         ..RunArgs::default()
     };
     let mut plan = RunPlan::from_args(&args).expect("valid load-test file");

@@ -1,7 +1,7 @@
 //! Control flow and WebSocket features of the SDK, against the host (Chaperon's bugs fixed).
 
 use crate::support::{ended, metric, plan, run};
-use chaperon_host::target::TargetServer;
+use chaperon_target::TargetServer;
 
 async fn evil(
     mode: &str,

@@ -2,7 +2,7 @@
 //! JSON bodies, checks.
 
 use crate::support::{ended, metric, plan, run};
-use chaperon_host::target::TargetServer;
+use chaperon_target::TargetServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_basic_reuses_one_connection_per_session() {

@@ -4,7 +4,7 @@
 use crate::merge::tempdir;
 use crate::support::{ended, guest, metric, run};
 use chaperon_host::cli::RunArgs;
-use chaperon_host::config::RunPlan;
+use chaperon_host::plan::RunPlan;
 
 /// Writes `toml` (with `EVIL` replaced by the evil component's path) and plans it.
 fn plan_file(name: &str, toml: &str) -> RunPlan {
@@ -15,6 +15,7 @@ fn plan_file(name: &str, toml: &str) -> RunPlan {
     let args = RunArgs {
         target: path,
         quiet: true,
+        log_level: Some("off".into()),
         ..RunArgs::default()
     };
     RunPlan::from_args(&args).expect("valid load-test file")

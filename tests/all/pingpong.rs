@@ -2,7 +2,7 @@
 //! first pong until 100 WebSockets are open at once.
 
 use crate::support::{ended, metric, plan, run};
-use chaperon_host::target::{TargetOptions, TargetServer};
+use chaperon_target::{TargetOptions, TargetServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pingpong_100_sessions_run_concurrently_with_exact_counts() {

@@ -9,9 +9,9 @@
 
 use crate::support::{ended, guest, metric, root, run};
 use chaperon_host::cli::RunArgs;
-use chaperon_host::config::RunPlan;
+use chaperon_host::plan::RunPlan;
 use chaperon_host::report::Report;
-use chaperon_host::target::{TargetOptions, TargetServer, TargetStats};
+use chaperon_target::{TargetOptions, TargetServer, TargetStats};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -63,6 +63,7 @@ fn plan_for(path: &Path, sessions: u32, base_url: String, config: &[&str]) -> Ru
         config: config.iter().map(|s| s.to_string()).collect(),
         no_cache: false,
         quiet: true,
+        log_level: Some("off".into()),
         ..RunArgs::default()
     };
     RunPlan::from_args(&args).expect("valid plan")

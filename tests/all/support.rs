@@ -1,10 +1,9 @@
 //! Helpers shared by the integration tests.
 
 use chaperon_host::cli::RunArgs;
-use chaperon_host::config::RunPlan;
+use chaperon_host::plan::RunPlan;
 use chaperon_host::report::{MetricStats, Report};
-use chaperon_host::runner::{self, RunOptions, RunOutcome, Stop};
-use chaperon_host::state::LogLevel;
+use chaperon_host::run::{self, RunOptions, RunOutcome};
 use std::path::{Path, PathBuf};
 
 /// The repository root.
@@ -42,6 +41,7 @@ pub fn plan(component: &str, sessions: u32, base_url: Option<String>, config: &[
         config: config.iter().map(|s| s.to_string()).collect(),
         no_cache: false,
         quiet: true,
+        log_level: Some("off".into()),
         ..RunArgs::default()
     };
     RunPlan::from_args(&args).expect("valid plan")
@@ -49,13 +49,8 @@ pub fn plan(component: &str, sessions: u32, base_url: Option<String>, config: &[
 
 /// Runs a plan in-process.
 pub async fn run(plan: &RunPlan) -> RunOutcome {
-    let (_tx, stop) = tokio::sync::watch::channel(Stop::Running);
-    let options = RunOptions {
-        stop,
-        log_level: LogLevel::Off,
-        progress: false,
-    };
-    runner::run(plan, options).await.expect("run starts")
+    let (_tx, options) = RunOptions::unattended(false);
+    run::run(plan, options).await.expect("run starts")
 }
 
 /// A metric of the report, or a panic naming the keys there are.

@@ -4,7 +4,7 @@
 use crate::merge::tempdir;
 use crate::support::{ended, guest, metric, run};
 use chaperon_host::cli::RunArgs;
-use chaperon_host::config::RunPlan;
+use chaperon_host::plan::RunPlan;
 use std::sync::Arc;
 
 /// A self-signed HTTPS server for `localhost` on 127.0.0.1:0 answering 200 to everything.

@@ -1,0 +1,80 @@
+//! The one place samples are recorded: actions produce values (a response with status, phases
+//! and bytes; a request error; a duration; a session end) and the sink turns them into samples,
+//! error counts and counters under keys built by [`keys`](super::keys).
+
+use super::keys::{BYTES_RECEIVED, BYTES_SENT, HTTP_PHASES, MetricKey};
+use super::recorder::Recorder;
+use crate::outcome::request_error_kind;
+use crate::util::micros_since;
+use crate::wit::RequestError;
+use crate::wit::http::Response;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A handle on the run's recorder; cheap to clone into every session context.
+#[derive(Clone)]
+pub struct Sink {
+    recorder: Arc<Recorder>,
+}
+
+impl Sink {
+    /// A sink writing to `recorder`.
+    pub fn new(recorder: Arc<Recorder>) -> Sink {
+        Sink { recorder }
+    }
+
+    /// The recorder behind the sink (for snapshots).
+    pub fn recorder(&self) -> &Arc<Recorder> {
+        &self.recorder
+    }
+
+    /// An HTTP request's outcome: the total time, its phases and bytes; an unexpected status is
+    /// both a sample and an error `status N`; a transport error is an error of its kind only.
+    pub fn http(&self, key: &MetricKey, result: &Result<Response, RequestError>) {
+        let rec = &self.recorder;
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => return rec.record_error(key.as_str(), request_error_kind(e)),
+        };
+        let t = &r.timings;
+        rec.record(key.as_str(), u64::from(t.total_us));
+        let phases = [t.dns_us, t.connect_us, t.tls_us, t.ttfb_us];
+        for (i, (name, us)) in HTTP_PHASES.iter().zip(phases).enumerate() {
+            // A phase that did not happen (a reused connection) is not a 0 µs sample.
+            if us > 0 || i == 3 {
+                rec.record(name, u64::from(us));
+            }
+        }
+        rec.add(BYTES_SENT, u64::from(r.bytes_sent));
+        rec.add(BYTES_RECEIVED, u64::from(r.bytes_received));
+        if !r.expected {
+            rec.record_error(key.as_str(), &format!("status {}", r.status));
+        }
+    }
+
+    /// A timed network action (WebSocket connect, send, receive): its duration since `start`
+    /// on success, its error kind on failure.
+    pub fn action<T>(&self, key: &MetricKey, start: Instant, result: &Result<T, RequestError>) {
+        match result {
+            Ok(_) => self.recorder.record(key.as_str(), micros_since(start)),
+            Err(e) => self
+                .recorder
+                .record_error(key.as_str(), request_error_kind(e)),
+        }
+    }
+
+    /// A duration in µs (traced calls, `time`, `record-metric`, child and nested runs).
+    pub fn duration(&self, key: &MetricKey, micros: u64) {
+        self.recorder.record(key.as_str(), micros);
+    }
+
+    /// One error of `kind` under `key`, without a sample (a failed traced call, a failed child).
+    pub fn error(&self, key: &MetricKey, kind: &str) {
+        self.recorder.record_error(key.as_str(), kind);
+    }
+
+    /// A named check passed or failed (the name goes through the naming rule).
+    pub fn check(&self, name: &str, passed: bool) {
+        self.recorder.check(&super::keys::clean(name), passed);
+    }
+}

@@ -1,0 +1,118 @@
+//! The one checkpoint every outbound connection passes, HTTP and WebSocket alike: the policy's
+//! URL check before DNS, resolution, the policy's address check on every resolved address,
+//! then TCP and TLS, each phase timed and bounded by the connect timeout.
+
+use super::NetConfig;
+use super::stream::{ByteCounters, Inner, NetStream};
+use crate::outcome::io_error_to_request_error;
+use crate::util::micros_since_u32;
+use crate::wit::RequestError;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// Where a connection goes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    /// The origin of an http(s) or ws(s) URL.
+    pub fn of(url: &url::Url) -> Result<Origin, RequestError> {
+        let tls = matches!(url.scheme(), "https" | "wss");
+        let host = url
+            .host_str()
+            .ok_or_else(|| RequestError::Invalid(format!("{url} has no host")))?;
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| RequestError::Invalid(format!("{url} has no port")))?;
+        Ok(Origin {
+            tls,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        })
+    }
+}
+
+/// Time spent in each connection phase, µs (0 = the phase did not happen).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnectTimings {
+    pub dns_us: u32,
+    pub connect_us: u32,
+    pub tls_us: u32,
+}
+
+/// Connects to `url`'s origin within `timeout` (DNS + TCP + TLS together), after the policy
+/// allowed the URL and each address.
+pub async fn connect(
+    net: &NetConfig,
+    url: &url::Url,
+    timeout: Duration,
+) -> Result<(NetStream, ConnectTimings), RequestError> {
+    net.policy.check_url(url)?;
+    let origin = Origin::of(url)?;
+    match tokio::time::timeout(timeout, phases(net, &origin)).await {
+        Ok(r) => r,
+        Err(_) => Err(RequestError::ConnectTimeout),
+    }
+}
+
+async fn phases(
+    net: &NetConfig,
+    origin: &Origin,
+) -> Result<(NetStream, ConnectTimings), RequestError> {
+    // A phase that happened takes at least 1 µs, so 0 always means "did not happen".
+    let mut t = ConnectTimings::default();
+    let addrs: Vec<SocketAddr> = match origin.host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, origin.port)],
+        Err(_) => {
+            let start = Instant::now();
+            let found = tokio::net::lookup_host((origin.host.as_str(), origin.port))
+                .await
+                .map_err(|e| RequestError::Dns(format!("{}: {e}", origin.host)))?
+                .collect();
+            t.dns_us = micros_since_u32(start).max(1);
+            found
+        }
+    };
+    for addr in &addrs {
+        net.policy.check_addr(&origin.host, *addr)?;
+    }
+    let start = Instant::now();
+    let tcp = connect_any(&addrs, &origin.host).await?;
+    let _ = tcp.set_nodelay(true);
+    t.connect_us = micros_since_u32(start).max(1);
+    let counters = Arc::new(ByteCounters::default());
+    if !origin.tls {
+        let inner = Inner::Plain(tcp);
+        return Ok((NetStream { inner, counters }, t));
+    }
+    let start = Instant::now();
+    let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
+        .map_err(|e| RequestError::Invalid(format!("{}: {e}", origin.host)))?;
+    let stream = tokio_rustls::TlsConnector::from(net.tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| RequestError::Tls(e.to_string()))?;
+    t.tls_us = micros_since_u32(start).max(1);
+    let inner = Inner::Tls(Box::new(stream));
+    Ok((NetStream { inner, counters }, t))
+}
+
+async fn connect_any(addrs: &[SocketAddr], host: &str) -> Result<TcpStream, RequestError> {
+    let mut last = RequestError::Dns(format!("{host}: no addresses"));
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = io_error_to_request_error(&e),
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,402 @@
+//! HTTP/1.1 for one virtual user: its own keep-alive connections, capped per session.
+//!
+//! Connections are opened by [`connect`](super::connect::connect) (the policy checkpoint, timed
+//! DNS/connect/TLS phases, byte counters) and driven by hyper's low-level client. Each open
+//! connection owns one permit of the session's connection semaphore, so the cap is tied to
+//! connection ownership: a request cancelled by its timeout drops its connection and with it
+//! the permit, and nothing can leak the count.
+
+use super::NetConfig;
+use super::connect::{Origin, connect};
+use super::cookies::Cookies;
+use super::stream::ByteCounters;
+use crate::util::micros_since_u32;
+use crate::wit::RequestError;
+use crate::wit::http::{Body, Method, Request, Response, StatusRange, Timings};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// An open connection and the connection-cap permit it holds while it lives.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    counters: Arc<ByteCounters>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// One virtual user's HTTP connections and cookie jar.
+pub struct HttpClient {
+    idle: HashMap<Origin, Vec<Conn>>,
+    /// One permit per connection the session may have open (idle or in use).
+    permits: Arc<Semaphore>,
+    pub cookies: Cookies,
+}
+
+impl HttpClient {
+    /// A client with at most `connections` open connections, sharing `cookies`.
+    pub fn new(connections: u32, cookies: Cookies) -> HttpClient {
+        HttpClient {
+            idle: HashMap::new(),
+            permits: Arc::new(Semaphore::new(connections.max(1) as usize)),
+            cookies,
+        }
+    }
+
+    /// Connections open right now (idle or in use).
+    pub fn open_connections(&self, cap: u32) -> u32 {
+        cap.saturating_sub(u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX))
+    }
+
+    /// Sends one request to `url` within its timeout (and at most `left`, the session's time
+    /// left), following redirects as asked.
+    pub async fn send(
+        &mut self,
+        net: &NetConfig,
+        request: Request,
+        url: url::Url,
+        left: Duration,
+    ) -> Result<Response, RequestError> {
+        let timeout = request
+            .options
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)))
+            .unwrap_or(net.request_timeout)
+            .min(left);
+        tokio::time::timeout(timeout, self.follow(net, request, url))
+            .await
+            .unwrap_or(Err(RequestError::Timeout))
+    }
+
+    /// Sends and follows up to `follow-redirects` hops (at most the run's cap); 303 (and
+    /// 301/302 after a POST) become GET. Every hop passes the policy again.
+    async fn follow(&mut self, net: &NetConfig, mut request: Request, mut url: url::Url) -> Result<Response, RequestError> {
+        let started = Instant::now();
+        let mut hops_left = request.options.follow_redirects.unwrap_or(0).min(net.max_redirects);
+        loop {
+            let mut response = self.exchange(net, &request, &url).await?;
+            match redirect_location(&response) {
+                Some(loc) if hops_left > 0 => {
+                    hops_left -= 1;
+                    url = url.join(&loc).map_err(|e| {
+                        RequestError::Protocol(format!("bad redirect `{}`: {e}", crate::util::escape(&loc)))
+                    })?;
+                    net.policy.check_url(&url)?;
+                    if response.status == 303
+                        || (matches!(response.status, 301 | 302) && request.method == Method::Post)
+                    {
+                        request.method = Method::Get;
+                        request.body = Body::None;
+                    }
+                }
+                _ => {
+                    response.timings.total_us = micros_since_u32(started);
+                    response.expected = is_expected(response.status, &request.options.expect);
+                    return Ok(response);
+                }
+            }
+        }
+    }
+
+    /// One request/response on one connection.
+    async fn exchange(&mut self, net: &NetConfig, request: &Request, url: &url::Url) -> Result<Response, RequestError> {
+        let http_request = build_request(net, &self.cookies, request, url)?;
+        let (mut conn, mut timings) = self.checkout(net, url).await?;
+        let (sent0, recv0) = conn.counters.read();
+        let start = Instant::now();
+        let response = conn
+            .sender
+            .send_request(http_request)
+            .await
+            .map_err(|e| hyper_error(&e))?;
+        timings.ttfb_us = micros_since_u32(start);
+        let keep_alive = !connection_close(response.headers());
+        let (parts, body) = response.into_parts();
+        let (body, truncated) = read_body(body, net.max_response_body).await?;
+        self.cookies.store(
+            url,
+            parts
+                .headers
+                .get_all(http::header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        let (sent1, recv1) = conn.counters.read();
+        if keep_alive && !conn.sender.is_closed() {
+            self.idle.entry(Origin::of(url)?).or_default().push(conn);
+        }
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers: header_list(&parts.headers),
+            body,
+            body_truncated: truncated,
+            expected: true,
+            timings,
+            bytes_sent: clamp(sent1 - sent0),
+            bytes_received: clamp(recv1 - recv0),
+        })
+    }
+
+    /// Takes an idle connection to `url`'s origin or opens one within the connection cap,
+    /// closing an idle connection to another origin to make room.
+    async fn checkout(&mut self, net: &NetConfig, url: &url::Url) -> Result<(Conn, Timings), RequestError> {
+        let origin = Origin::of(url)?;
+        while let Some(mut conn) = self.idle.get_mut(&origin).and_then(Vec::pop) {
+            if conn.sender.ready().await.is_ok() {
+                return Ok((conn, no_timings()));
+            }
+        }
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let other = self.idle.values_mut().find(|l| !l.is_empty());
+                if other.and_then(Vec::pop).is_none() {
+                    return Err(RequestError::TooManyConnections);
+                }
+                self.permits
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| RequestError::TooManyConnections)?
+            }
+        };
+        let (stream, t) = connect(net, url, net.connect_timeout).await?;
+        let counters = stream.counters();
+        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| hyper_error(&e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let timings = Timings {
+            dns_us: t.dns_us,
+            connect_us: t.connect_us,
+            tls_us: t.tls_us,
+            ..no_timings()
+        };
+        Ok((Conn { sender, counters, _permit: permit }, timings))
+    }
+
+    /// Sends `requests` in parallel, at most `http_connections` at a time; results in order.
+    /// Each lane gets one idle connection when one is free; the connection cap is shared, and
+    /// afterwards the lanes' connections return to the session.
+    pub async fn batch(
+        &mut self,
+        net: &NetConfig,
+        requests: Vec<(Request, url::Url)>,
+        left: Duration,
+    ) -> Vec<Result<Response, RequestError>> {
+        let lanes = (net.http_connections.max(1) as usize).min(requests.len().max(1));
+        let mut results = Vec::with_capacity(requests.len());
+        let mut iter = requests.into_iter().peekable();
+        while iter.peek().is_some() {
+            let chunk: Vec<(Request, url::Url)> = iter.by_ref().take(lanes).collect();
+            let mut forks: Vec<HttpClient> = (0..chunk.len()).map(|_| self.fork()).collect();
+            let futures = chunk
+                .into_iter()
+                .zip(forks.iter_mut())
+                .map(|((req, url), fork)| fork.send(net, req, url, left));
+            results.extend(futures_util::future::join_all(futures).await);
+            for fork in forks {
+                self.absorb(fork);
+            }
+        }
+        results
+    }
+
+    /// A lane for a parallel request: the same jar and cap, and one idle connection.
+    fn fork(&mut self) -> HttpClient {
+        let mut lane = HttpClient {
+            idle: HashMap::new(),
+            permits: self.permits.clone(),
+            cookies: self.cookies.clone(),
+        };
+        if let Some((origin, list)) = self.idle.iter_mut().find(|(_, l)| !l.is_empty())
+            && let Some(conn) = list.pop()
+        {
+            lane.idle.entry(origin.clone()).or_default().push(conn);
+        }
+        lane
+    }
+
+    /// Takes back a lane's idle connections.
+    fn absorb(&mut self, lane: HttpClient) {
+        for (origin, conns) in lane.idle {
+            self.idle.entry(origin).or_default().extend(conns);
+        }
+    }
+}
+
+/// Timings of a request on a reused connection (no connect phases).
+fn no_timings() -> Timings {
+    Timings {
+        dns_us: 0,
+        connect_us: 0,
+        tls_us: 0,
+        ttfb_us: 0,
+        total_us: 0,
+    }
+}
+
+fn clamp(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The method's name on the wire.
+pub fn method_str(m: Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        Method::Options => "OPTIONS",
+    }
+}
+
+/// Whether `status` is expected: 200–399, or in one of the ranges the request added with
+/// `expect` (expect_status adds to the default; it never narrows it).
+pub fn is_expected(status: u16, expect: &[StatusRange]) -> bool {
+    (200..400).contains(&status) || expect.iter().any(|r| (r.min..=r.max).contains(&status))
+}
+
+fn redirect_location(r: &Response) -> Option<String> {
+    if !matches!(r.status, 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    r.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+        .map(|(_, v)| v.clone())
+}
+
+fn connection_close(h: &http::HeaderMap) -> bool {
+    h.get(http::header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+}
+
+fn build_request(
+    net: &NetConfig,
+    cookies: &Cookies,
+    request: &Request,
+    url: &url::Url,
+) -> Result<http::Request<Full<Bytes>>, RequestError> {
+    let (body, content_type) = body_bytes(&request.body, net.max_request_body)?;
+    let path = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let host = match url.port() {
+        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    let mut b = http::Request::builder()
+        .method(method_str(request.method))
+        .uri(path)
+        .header(http::header::HOST, host)
+        .header(http::header::USER_AGENT, concat!("chaperon/", env!("CARGO_PKG_VERSION")))
+        .header(http::header::ACCEPT, "*/*");
+    let mut has_content_type = false;
+    for (name, value) in &request.headers {
+        let (n, v) = super::headers::check(name, value)?;
+        has_content_type |= n == http::header::CONTENT_TYPE;
+        b = b.header(n, v);
+    }
+    if let (Some(ct), false) = (content_type, has_content_type) {
+        b = b.header(http::header::CONTENT_TYPE, ct);
+    }
+    if let Some(c) = cookies.header_for(url) {
+        b = b.header(http::header::COOKIE, c);
+    }
+    if let Some((user, pass)) = &request.options.basic_auth {
+        b = b.header(http::header::AUTHORIZATION, basic_auth(user, pass));
+    }
+    b.body(Full::new(body)).map_err(|e| RequestError::Invalid(e.to_string()))
+}
+
+fn basic_auth(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+fn body_bytes(body: &Body, max: usize) -> Result<(Bytes, Option<&'static str>), RequestError> {
+    let (bytes, ct) = match body {
+        Body::None => (Bytes::new(), None),
+        Body::Text(t) => (Bytes::from(t.clone()), Some("text/plain; charset=utf-8")),
+        Body::Bytes(b) => (Bytes::from(b.clone()), Some("application/octet-stream")),
+        Body::Json(j) => (Bytes::from(j.clone()), Some("application/json")),
+        Body::Form(fields) => {
+            let encoded = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(fields.iter())
+                .finish();
+            (Bytes::from(encoded), Some("application/x-www-form-urlencoded"))
+        }
+    };
+    if bytes.len() > max {
+        return Err(RequestError::TooLarge);
+    }
+    Ok((bytes, ct))
+}
+
+/// Reads the body; beyond `cap` bytes the rest is read and discarded (so the connection stays
+/// usable) and the response is flagged truncated.
+async fn read_body(mut body: hyper::body::Incoming, cap: usize) -> Result<(Vec<u8>, bool), RequestError> {
+    let mut out = Vec::new();
+    let mut truncated = false;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| hyper_error(&e))?;
+        if let Ok(data) = frame.into_data() {
+            let room = cap.saturating_sub(out.len());
+            truncated |= data.len() > room;
+            out.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+        }
+    }
+    Ok((out, truncated))
+}
+
+fn header_list(h: &http::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect()
+}
+
+/// Classifies a hyper error.
+fn hyper_error(e: &hyper::Error) -> RequestError {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return crate::outcome::io_error_to_request_error(io);
+        }
+        source = s.source();
+    }
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        RequestError::Reset
+    } else if e.is_timeout() {
+        RequestError::Timeout
+    } else {
+        RequestError::Protocol(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expect_status_adds_to_the_default_range() {
+        assert!(is_expected(200, &[]));
+        assert!(!is_expected(404, &[]));
+        let also_404 = [StatusRange { min: 404, max: 404 }];
+        assert!(is_expected(404, &also_404));
+        assert!(is_expected(204, &also_404), "the default 200–399 still holds");
+        assert!(!is_expected(500, &also_404));
+    }
+}

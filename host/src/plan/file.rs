@@ -1,0 +1,264 @@
+//! The load-test file (TOML). Unknown keys are rejected so a typo never silently changes a run.
+//!
+//! ```toml
+//! [config]                      # shared by every scenario
+//! base_url = "http://127.0.0.1:8080"
+//!
+//! [[scenario]]
+//! name = "pingpong"
+//! component = "pingpong.wasm"   # relative to this file
+//! sessions = 100
+//! config = { ping_pong = { iterations = 10 } }
+//!
+//! [limits]                      # see limits.rs; durations as "30s"
+//! session_timeout = "2m"
+//!
+//! [output]
+//! json = "report.json"
+//! ```
+
+use super::limits::Limits;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// A parsed load-test file.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LoadTestFile {
+    /// Config every scenario sees (base_url and scenario settings).
+    #[serde(default)]
+    pub config: toml::Table,
+    /// The scenarios, run side by side.
+    #[serde(default)]
+    pub scenario: Vec<ScenarioEntry>,
+    /// Run once before all sessions: `invoke(function, null)` on a fresh instance of `scenario`;
+    /// its JSON result is what every session's `setup-data` returns.
+    pub setup: Option<Hook>,
+    /// Run once after all sessions, with the setup result as its argument.
+    pub teardown: Option<Hook>,
+    /// Data sets sessions take records from (`session.feed(NAME)`).
+    #[serde(default)]
+    pub data: std::collections::BTreeMap<String, super::data::DataSpec>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Reserved for the sandbox issue (allowlist); any key is rejected for now.
+    #[serde(default)]
+    pub network: Reserved,
+    /// Reserved for the reports issue (pass/fail rules); any key is rejected for now.
+    #[serde(default)]
+    pub thresholds: Reserved,
+    #[serde(default)]
+    pub output: OutputSection,
+    #[serde(default)]
+    pub tls: TlsSection,
+}
+
+/// `[tls]`: how targets' certificates are checked.
+#[derive(Clone, Debug, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Extra trusted CA certificates (PEM), relative to the load-test file.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (self-signed, expired, wrong name). For test rigs only.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// One `[[scenario]]`: a component, or a sequence of other scenarios.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioEntry {
+    pub name: String,
+    /// Path of the component, relative to the load-test file.
+    pub component: Option<PathBuf>,
+    /// Names of scenarios run one after another in each session; each one's assigns become
+    /// the next one's config.
+    pub sequence: Option<Vec<String>>,
+    /// Sessions to run; 0 defines a scenario only for sequences and `run_scenario`.
+    #[serde(default = "one")]
+    pub sessions: u32,
+    /// Config for this scenario, merged over `[config]`.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Wait before each session starts (e.g. "2s"); not applied to nested runs.
+    #[serde(default, with = "crate::plan::limits::humantime_serde_compat")]
+    pub start_delay: std::time::Duration,
+    /// A random extra wait in [0, this) before each session starts.
+    #[serde(default, with = "crate::plan::limits::humantime_serde_compat")]
+    pub random_start_delay: std::time::Duration,
+}
+
+/// `[setup]` / `[teardown]`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    /// The scenario whose component has the function.
+    pub scenario: String,
+    /// The function passed to `invoke`.
+    pub function: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A section whose keys a later version defines; empty for now.
+#[derive(Clone, Debug, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Reserved {}
+
+/// `[output]`: report files written at the end of the run.
+#[derive(Clone, Debug, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    pub json: Option<PathBuf>,
+    /// Scenario log lines below this level are not printed (`--log-level` overrides it).
+    pub log_level: Option<super::LogLevel>,
+}
+
+/// Why a load-test file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadTestError {
+    #[error("cannot read load-test file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("invalid load-test file {path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("load-test file {path} has no [[scenario]]; add one with name, component and sessions")]
+    NoScenario { path: String },
+    #[error("load-test file {path}: scenario name `{name}` is used twice; names must be unique")]
+    DuplicateName { path: String, name: String },
+    #[error(
+        "load-test file {path}: scenario `{name}` needs exactly one of `component` or `sequence`"
+    )]
+    ComponentOrSequence { path: String, name: String },
+    #[error(
+        "load-test file {path}: `{what}` names scenario `{name}`, which is not a [[scenario]] with a component"
+    )]
+    UnknownScenario {
+        path: String,
+        what: String,
+        name: String,
+    },
+}
+
+impl LoadTestFile {
+    /// Reads and validates `path`; component paths become relative to the current directory.
+    pub fn read(path: &Path) -> Result<LoadTestFile, LoadTestError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| LoadTestError::Read {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut file = Self::parse(&text, &shown)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for s in &mut file.scenario {
+            s.component = s.component.as_ref().map(|c| dir.join(c));
+        }
+        for d in file.data.values_mut() {
+            d.file = dir.join(&d.file);
+        }
+        if let Some(ca) = &mut file.tls.ca_file {
+            *ca = dir.join(&*ca);
+        }
+        if let Some(json) = &mut file.output.json {
+            *json = dir.join(&*json);
+        }
+        Ok(file)
+    }
+
+    /// Parses TOML text; `shown` names the source in errors.
+    pub fn parse(text: &str, shown: &str) -> Result<LoadTestFile, LoadTestError> {
+        let file: LoadTestFile = toml::from_str(text).map_err(|e| LoadTestError::Parse {
+            path: shown.into(),
+            reason: crate::util::first_line(e.message()),
+        })?;
+        if file.scenario.is_empty() {
+            return Err(LoadTestError::NoScenario { path: shown.into() });
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &file.scenario {
+            if !names.insert(s.name.as_str()) {
+                return Err(LoadTestError::DuplicateName {
+                    path: shown.into(),
+                    name: s.name.clone(),
+                });
+            }
+            if s.component.is_some() == s.sequence.is_some() {
+                return Err(LoadTestError::ComponentOrSequence {
+                    path: shown.into(),
+                    name: s.name.clone(),
+                });
+            }
+        }
+        file.check_references(shown)?;
+        Ok(file)
+    }
+
+    /// Sequences and hooks must name scenarios that have a component.
+    fn check_references(&self, shown: &str) -> Result<(), LoadTestError> {
+        let has_component = |n: &str| {
+            self.scenario
+                .iter()
+                .any(|s| s.name == n && s.component.is_some())
+        };
+        let steps = self.scenario.iter().flat_map(|s| {
+            let what = format!("sequence of `{}`", s.name);
+            s.sequence
+                .iter()
+                .flatten()
+                .map(move |step| (what.clone(), step.clone()))
+        });
+        let hooks = [("setup", &self.setup), ("teardown", &self.teardown)]
+            .into_iter()
+            .filter_map(|(w, h)| h.as_ref().map(|h| (w.to_owned(), h.scenario.clone())));
+        for (what, name) in steps.chain(hooks) {
+            if !has_component(&name) {
+                return Err(LoadTestError::UnknownScenario {
+                    path: shown.into(),
+                    what,
+                    name,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file() {
+        let f = LoadTestFile::parse(
+            r#"
+            [config]
+            base_url = "http://127.0.0.1:1"
+            [[scenario]]
+            name = "a"
+            component = "a.wasm"
+            sessions = 3
+            config = { x = 1 }
+            [limits]
+            session_timeout = "5s"
+            [output]
+            json = "r.json"
+            "#,
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(f.scenario[0].sessions, 3);
+        assert_eq!(f.limits.session_timeout, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_reserved_sections() {
+        let bad = "[[scenario]]\nname='a'\ncomponent='a.wasm'\nsesions=3\n";
+        let e = LoadTestFile::parse(bad, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown field `sesions`"), "{e}");
+        let bad = "[[scenario]]\nname='a'\ncomponent='a.wasm'\n[thresholds]\np99='1s'\n";
+        assert!(LoadTestFile::parse(bad, "t.toml").is_err());
+        let e = LoadTestFile::parse("", "t.toml").unwrap_err().to_string();
+        assert!(e.contains("no [[scenario]]"));
+    }
+}

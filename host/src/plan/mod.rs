@@ -1,0 +1,391 @@
+//! The validated plan of a run, built from the command line and the load-test file.
+//!
+//! Precedence, lowest first: `[config]` of the file, the scenario's `config`, `--config-file`,
+//! `--base-url`, `--config PATH=VALUE`. `chaperon-host run x.wasm` is the short form of a file
+//! with one scenario named after the component.
+//!
+//! Everything the run needs is resolved here ONCE (TLS client config, data sets, base URLs,
+//! limits, log level); later layers never re-parse the file or the arguments.
+
+pub mod data;
+pub mod file;
+pub mod limits;
+
+use crate::cli::RunArgs;
+use crate::util::jsonpath;
+use data::{DataError, Dataset};
+use file::{Hook, LoadTestError, LoadTestFile, ScenarioEntry};
+use limits::Limits;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Log verbosity of scenario log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Off,
+}
+
+impl LogLevel {
+    /// Parses `debug`, `info`, `warn`, `error` or `off`.
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        match s.to_ascii_lowercase().as_str() {
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            "off" | "none" => Some(LogLevel::Off),
+            _ => None,
+        }
+    }
+}
+
+/// A report to write at the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Json(PathBuf),
+}
+
+/// What a scenario runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScenarioKind {
+    /// A component.
+    Component(PathBuf),
+    /// Other scenarios, one after another in the same session.
+    Sequence(Vec<String>),
+}
+
+/// One scenario of the plan.
+#[derive(Clone, Debug)]
+pub struct ScenarioPlan {
+    pub name: String,
+    pub kind: ScenarioKind,
+    pub sessions: u32,
+    /// The session config (global config merged with the scenario's).
+    pub config: Value,
+    pub start_delay: std::time::Duration,
+    pub random_start_delay: std::time::Duration,
+    /// `base_url` of the config, parsed once.
+    pub base_url: Option<url::Url>,
+}
+
+impl ScenarioPlan {
+    /// The component path, for component scenarios.
+    pub fn component(&self) -> Option<&Path> {
+        match &self.kind {
+            ScenarioKind::Component(p) => Some(p),
+            ScenarioKind::Sequence(_) => None,
+        }
+    }
+}
+
+/// Everything a run needs, validated.
+#[derive(Clone, Debug)]
+pub struct RunPlan {
+    pub scenarios: Vec<ScenarioPlan>,
+    /// The TLS client config of every connection.
+    pub tls: Arc<rustls::ClientConfig>,
+    pub setup: Option<Hook>,
+    pub teardown: Option<Hook>,
+    /// The load test's data sets, loaded.
+    pub data: Arc<BTreeMap<String, Dataset>>,
+    pub limits: Limits,
+    pub outputs: Vec<Output>,
+    pub cache_dir: Option<PathBuf>,
+    /// Print capacity warnings (and, later, progress) while running.
+    pub progress: bool,
+    /// Scenario log lines below this level are not printed.
+    pub log_level: LogLevel,
+}
+
+/// A bad command line or config; one line naming the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    LoadTest(#[from] LoadTestError),
+    #[error("--config `{0}` is not PATH=VALUE (e.g. --config ping_pong.iterations=10)")]
+    ConfigArg(String),
+    #[error("cannot set config `{path}`: {reason}")]
+    ConfigPath { path: String, reason: String },
+    #[error("cannot read --config-file {path}: {reason}")]
+    ConfigFile { path: String, reason: String },
+    #[error("--base-url `{url}` is not usable: {reason} (e.g. --base-url http://127.0.0.1:8080)")]
+    BaseUrl { url: String, reason: String },
+    #[error("--out `{0}` is not FORMAT=FILE (e.g. --out json=report.json)")]
+    OutArg(String),
+    #[error("--out {0}=… is not available in this version; use --out json=FILE")]
+    OutFormat(String),
+    #[error("{what} must be at least 1")]
+    Zero { what: &'static str },
+    #[error("--session-timeout `{0}` is not a duration (e.g. 30s, 2m)")]
+    Duration(String),
+    #[error("{path} is neither a .wasm component nor a .toml load-test file")]
+    UnknownTarget { path: String },
+    #[error("{0}")]
+    Tls(String),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("--log-level `{0}` is not one of debug, info, warn, error, off")]
+    LogLevel(String),
+}
+
+impl RunPlan {
+    /// Builds the plan for `run`.
+    pub fn from_args(args: &RunArgs) -> Result<RunPlan, ConfigError> {
+        let file = load_target(&args.target)?;
+        let overlay = cli_overlay(args)?;
+        let global = toml_to_json(file.config.clone());
+        let scenarios = file
+            .scenario
+            .iter()
+            .map(|s| scenario_plan(s, &global, &overlay, args.sessions))
+            .collect::<Result<Vec<_>, _>>()?;
+        if scenarios.iter().all(|s| s.sessions == 0) {
+            return Err(ConfigError::Zero { what: "sessions" });
+        }
+        let mut limits = file.limits.clone();
+        if let Some(m) = args.max_concurrent {
+            limits.max_concurrent = m;
+        }
+        if let Some(t) = &args.session_timeout {
+            limits.session_timeout =
+                humantime::parse_duration(t).map_err(|_| ConfigError::Duration(t.clone()))?;
+        }
+        let mut outputs = parse_outputs(&args.out)?;
+        if let Some(json) = &file.output.json
+            && outputs.is_empty()
+        {
+            outputs.push(Output::Json(json.clone()));
+        }
+        let tls = crate::net::tls::client_config(
+            file.tls.ca_file.as_deref(),
+            file.tls.insecure_skip_verify,
+        )
+        .map_err(ConfigError::Tls)?;
+        let data = file
+            .data
+            .iter()
+            .map(|(name, spec)| Ok((name.clone(), Dataset::load(name, spec)?)))
+            .collect::<Result<BTreeMap<_, _>, DataError>>()?;
+        let log_level = match &args.log_level {
+            Some(l) => LogLevel::parse(l).ok_or_else(|| ConfigError::LogLevel(l.clone()))?,
+            None => file.output.log_level.unwrap_or(LogLevel::Info),
+        };
+        Ok(RunPlan {
+            scenarios,
+            setup: file.setup.clone(),
+            tls,
+            teardown: file.teardown.clone(),
+            data: Arc::new(data),
+            limits,
+            outputs,
+            cache_dir: (!args.no_cache).then(default_cache_dir).flatten(),
+            progress: !args.quiet,
+            log_level,
+        })
+    }
+
+    /// Total sessions over all scenarios.
+    pub fn total_sessions(&self) -> u64 {
+        self.scenarios.iter().map(|s| u64::from(s.sessions)).sum()
+    }
+}
+
+fn load_target(path: &Path) -> Result<LoadTestFile, ConfigError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => Ok(LoadTestFile::read(path)?),
+        Some("wasm") => Ok(short_form(path)),
+        _ => Err(ConfigError::UnknownTarget {
+            path: path.display().to_string(),
+        }),
+    }
+}
+
+/// `run x.wasm` = a file with one scenario `x` of one session.
+fn short_form(path: &Path) -> LoadTestFile {
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("scenario")
+        .to_owned();
+    LoadTestFile {
+        scenario: vec![ScenarioEntry {
+            name,
+            component: Some(path.to_path_buf()),
+            sequence: None,
+            sessions: 1,
+            config: toml::Table::new(),
+            start_delay: std::time::Duration::ZERO,
+            random_start_delay: std::time::Duration::ZERO,
+        }],
+        ..LoadTestFile::default()
+    }
+}
+
+fn scenario_plan(
+    s: &ScenarioEntry,
+    global: &Value,
+    overlay: &Value,
+    sessions: Option<u32>,
+) -> Result<ScenarioPlan, ConfigError> {
+    let mut config = global.clone();
+    jsonpath::deep_merge(&mut config, toml_to_json(s.config.clone()));
+    jsonpath::deep_merge(&mut config, overlay.clone());
+    let sessions = match sessions {
+        // --sessions applies to the scenarios that run sessions, not to building blocks.
+        Some(n) if s.sessions > 0 => n,
+        _ => s.sessions,
+    };
+    let base_url = match config.get("base_url").and_then(Value::as_str) {
+        Some(url) => Some(validate_base_url(url)?),
+        None => None,
+    };
+    let kind = match (&s.component, &s.sequence) {
+        (Some(c), _) => ScenarioKind::Component(c.clone()),
+        (None, Some(steps)) => ScenarioKind::Sequence(steps.clone()),
+        (None, None) => ScenarioKind::Sequence(Vec::new()),
+    };
+    Ok(ScenarioPlan {
+        name: s.name.clone(),
+        kind,
+        sessions,
+        config,
+        start_delay: s.start_delay,
+        random_start_delay: s.random_start_delay,
+        base_url,
+    })
+}
+
+/// The config set on the command line, applied over every scenario's config.
+fn cli_overlay(args: &RunArgs) -> Result<Value, ConfigError> {
+    let mut overlay = Value::Object(serde_json::Map::new());
+    if let Some(path) = &args.config_file {
+        jsonpath::deep_merge(&mut overlay, read_config_file(path)?);
+    }
+    if let Some(url) = &args.base_url {
+        validate_base_url(url)?;
+        jsonpath::deep_merge(&mut overlay, serde_json::json!({ "base_url": url }));
+    }
+    for raw in &args.config {
+        let (path, value) = raw
+            .split_once('=')
+            .filter(|(p, _)| !p.is_empty())
+            .ok_or_else(|| ConfigError::ConfigArg(raw.clone()))?;
+        jsonpath::set(
+            &mut overlay,
+            &jsonpath::parse(path),
+            jsonpath::parse_cli_value(value),
+        )
+        .map_err(|e| ConfigError::ConfigPath {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(overlay)
+}
+
+fn read_config_file(path: &Path) -> Result<Value, ConfigError> {
+    let err = |reason: String| ConfigError::ConfigFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+        let table: toml::Table = toml::from_str(&text).map_err(|e| err(e.message().into()))?;
+        return Ok(toml_to_json(table));
+    }
+    serde_json::from_str(&text).map_err(|e| err(e.to_string()))
+}
+
+/// Checks that a base URL is absolute with a scheme we speak.
+pub fn validate_base_url(raw: &str) -> Result<url::Url, ConfigError> {
+    let err = |reason: &str| ConfigError::BaseUrl {
+        url: raw.into(),
+        reason: reason.into(),
+    };
+    let url = url::Url::parse(raw).map_err(|e| err(&e.to_string()))?;
+    match url.scheme() {
+        "http" | "https" | "ws" | "wss" if url.host().is_some() => Ok(url),
+        "http" | "https" | "ws" | "wss" => Err(err("it has no host")),
+        _ => Err(err("the scheme must be http, https, ws or wss")),
+    }
+}
+
+/// Parses `--out FORMAT=FILE` values.
+pub fn parse_outputs(raw: &[String]) -> Result<Vec<Output>, ConfigError> {
+    raw.iter()
+        .map(|o| {
+            let (format, file) = o
+                .split_once('=')
+                .filter(|(_, f)| !f.is_empty())
+                .ok_or_else(|| ConfigError::OutArg(o.clone()))?;
+            match format {
+                "json" => Ok(Output::Json(PathBuf::from(file))),
+                "csv" | "html" | "influxdb" => Err(ConfigError::OutFormat(format.into())),
+                _ => Err(ConfigError::OutArg(o.clone())),
+            }
+        })
+        .collect()
+}
+
+/// Where compiled components are cached: `$CHAPERON_CACHE_DIR`, else `~/.cache/chaperon`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CHAPERON_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    dirs::cache_dir().map(|d| d.join("chaperon"))
+}
+
+/// TOML tables become JSON objects (datetimes become strings).
+pub fn toml_to_json(table: toml::Table) -> Value {
+    serde_json::to_value(table).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(target: &str) -> RunArgs {
+        RunArgs {
+            target: target.into(),
+            ..RunArgs::default()
+        }
+    }
+
+    #[test]
+    fn short_form_with_config_overrides() {
+        let mut a = args("x/pingpong.wasm");
+        a.sessions = Some(5);
+        a.config = vec!["ping_pong.iterations=10".into(), "name=bob".into()];
+        a.base_url = Some("http://127.0.0.1:9".into());
+        let plan = RunPlan::from_args(&a).unwrap();
+        let s = &plan.scenarios[0];
+        assert_eq!((s.name.as_str(), s.sessions), ("pingpong", 5));
+        assert_eq!(s.component(), Some(Path::new("x/pingpong.wasm")));
+        assert_eq!(s.config["ping_pong"]["iterations"], 10);
+        assert_eq!(s.config["name"], "bob");
+        assert_eq!(s.config["base_url"], "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn bad_arguments_name_the_fix() {
+        let mut a = args("x.wasm");
+        a.config = vec!["novalue".into()];
+        let e = RunPlan::from_args(&a).unwrap_err().to_string();
+        assert!(e.contains("is not PATH=VALUE"), "{e}");
+        let mut a = args("x.wasm");
+        a.base_url = Some("ftp://x".into());
+        let e = RunPlan::from_args(&a).unwrap_err().to_string();
+        assert!(e.contains("scheme must be http"), "{e}");
+        let e = parse_outputs(&["csv=x".into()]).unwrap_err().to_string();
+        assert!(e.contains("use --out json=FILE"), "{e}");
+        let e = RunPlan::from_args(&args("x.txt")).unwrap_err().to_string();
+        assert!(e.contains("neither a .wasm component nor a .toml"), "{e}");
+    }
+}

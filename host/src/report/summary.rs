@@ -1,0 +1,178 @@
+//! The human summary printed at the end of a run: metric table, sessions, checks, failure and
+//! abort examples, dropped keys.
+
+use super::{ABORTED, COMPLETED, MetricStats, Report};
+use crate::metrics::MAX_METRIC_KEYS;
+use std::fmt::Write as _;
+
+/// Failure examples shown by [`Report::summary_table`]; the JSON has the rest.
+const SUMMARY_FAILURE_EXAMPLES: usize = 5;
+
+impl Report {
+    /// Human summary: metric table, sessions line, checks, failure examples, dropped keys.
+    pub fn summary_table(&self) -> String {
+        let mut out = self.metrics_table();
+        out.push('\n');
+        out.push_str(&self.sessions_line());
+        out.push('\n');
+        if !self.counters.is_empty() {
+            let data: Vec<String> = self
+                .counters
+                .iter()
+                .map(|(name, n)| format!("{n} {name}"))
+                .collect();
+            let _ = writeln!(out, "data: {}", data.join(", "));
+        }
+        if !self.checks.is_empty() {
+            out.push_str("\nchecks:\n");
+            out.push_str(&self.checks_table());
+        }
+        let s = &self.sessions;
+        if !s.failures.is_empty() {
+            out.push('\n');
+            out.push_str(&examples("failed sessions", &s.failures, s.failed()));
+        }
+        if !s.aborted.is_empty() {
+            out.push('\n');
+            let n = s.ended.get(ABORTED).copied().unwrap_or(0);
+            out.push_str(&examples("aborted sessions", &s.aborted, n));
+        }
+        if self.dropped_metric_keys > 0 {
+            let _ = writeln!(
+                out,
+                "\ndropped: {} samples/errors/checks beyond the {MAX_METRIC_KEYS}-key limit; \
+                 use fewer distinct metric or check names",
+                self.dropped_metric_keys
+            );
+        }
+        out
+    }
+
+    /// One row per metric, or a note that nothing was recorded.
+    fn metrics_table(&self) -> String {
+        if self.metrics.is_empty() {
+            return "no metrics recorded\n".to_owned();
+        }
+        let headers = [
+            "metric", "count", "errors", "min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max",
+            "rate",
+        ];
+        let rows: Vec<Vec<String>> = self
+            .metrics
+            .iter()
+            .map(|(name, stats)| metric_row(name, stats))
+            .collect();
+        render_table(&headers, &rows)
+    }
+
+    /// "sessions: N started, N completed, N <reason>..."
+    fn sessions_line(&self) -> String {
+        let sessions = &self.sessions;
+        let completed = sessions.ended.get(COMPLETED).copied().unwrap_or(0);
+        let mut line = format!(
+            "sessions: {} started, {completed} {COMPLETED}",
+            sessions.started
+        );
+        for (kind, n) in sessions.ended.iter().filter(|(k, _)| *k != COMPLETED) {
+            let _ = write!(line, ", {n} {kind}");
+        }
+        let ended = sessions
+            .ended
+            .values()
+            .fold(0u64, |t, n| t.saturating_add(*n));
+        if sessions.started > ended {
+            let _ = write!(line, ", {} unfinished", sessions.started - ended);
+        }
+        line
+    }
+
+    /// Name, passed, failed per check.
+    fn checks_table(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .checks
+            .iter()
+            .map(|(name, c)| vec![name.clone(), c.passed.to_string(), c.failed.to_string()])
+            .collect();
+        render_table(&["check", "passed", "failed"], &rows)
+    }
+}
+
+/// The first few examples of sessions that ended one way, with their reasons.
+fn examples(title: &str, list: &[super::SessionFailure], total: u64) -> String {
+    let total = total.max(list.len() as u64);
+    let shown = list.len().min(SUMMARY_FAILURE_EXAMPLES);
+    let mut out = format!("{title} (showing {shown} of {total}):\n");
+    for e in list.iter().take(shown) {
+        let _ = writeln!(out, "  {} [{}]: {}", e.session, e.scenario, e.reason);
+    }
+    out
+}
+
+/// Summary cells of one metric; latencies are "-" when only errors were recorded.
+fn metric_row(name: &str, stats: &MetricStats) -> Vec<String> {
+    let latency = |micros: f64| {
+        if stats.count == 0 {
+            "-".to_owned()
+        } else {
+            format_micros(micros)
+        }
+    };
+    vec![
+        name.to_owned(),
+        stats.count.to_string(),
+        stats.errors.to_string(),
+        latency(stats.min as f64),
+        latency(stats.mean),
+        latency(stats.p50 as f64),
+        latency(stats.p90 as f64),
+        latency(stats.p95 as f64),
+        latency(stats.p99 as f64),
+        latency(stats.p999 as f64),
+        latency(stats.max as f64),
+        format!("{:.1}/s", stats.rate),
+    ]
+}
+
+/// "850µs" below 1 ms, "12.34ms" below 1 s, else "1.23s"; unit chosen after rounding so
+/// 999.996 ms prints as "1.00s", not "1000.00ms".
+fn format_micros(micros: f64) -> String {
+    if micros.round() < 1_000.0 {
+        return format!("{micros:.0}µs");
+    }
+    let millis = micros / 1_000.0;
+    if (millis * 100.0).round() < 100_000.0 {
+        return format!("{millis:.2}ms");
+    }
+    format!("{:.2}s", micros / 1_000_000.0)
+}
+
+/// Aligned text table: first column left-aligned, the rest right-aligned, widths from content.
+fn render_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header_cells: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header_cells).chain(rows) {
+        out.push_str(&render_row(row, &widths));
+        out.push('\n');
+    }
+    out
+}
+
+/// One table line with trailing spaces trimmed.
+fn render_row(cells: &[String], widths: &[usize]) -> String {
+    let mut line = String::new();
+    for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+        if i == 0 {
+            let _ = write!(line, "{cell:<width$}");
+        } else {
+            let _ = write!(line, "  {cell:>width$}");
+        }
+    }
+    line.trim_end().to_owned()
+}
+

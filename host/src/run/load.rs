@@ -1,0 +1,160 @@
+//! Loading a plan's scenarios (compile, link, pre-instantiate) and running its setup and
+//! teardown hooks.
+
+use super::RunError;
+use crate::metrics::Sink;
+use crate::net::NetConfig;
+use crate::net::policy::AllowAll;
+use crate::plan::{RunPlan, ScenarioKind, ScenarioPlan};
+use crate::sandbox::loader::{self, LoadError, Preflight};
+use crate::session::nested::run_hook;
+use crate::session::{RunCtx, ScenarioRt};
+use crate::util::first_line;
+use crate::wit::ScenarioPre;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+
+/// What every loaded scenario shares.
+pub struct Env<'a> {
+    pub engine: &'a Engine,
+    pub epoch: Arc<AtomicU64>,
+    pub sink: Sink,
+    pub child_slots: Arc<Semaphore>,
+}
+
+/// What a scenario's sessions run.
+#[derive(Clone)]
+pub enum Runs {
+    Component(Arc<ScenarioRt>),
+    Sequence(Vec<Arc<ScenarioRt>>),
+}
+
+/// A loaded scenario, ready to start sessions.
+pub struct Loaded {
+    pub plan: ScenarioPlan,
+    pub runs: Runs,
+}
+
+/// The network settings of one scenario's sessions.
+fn net_config(plan: &RunPlan, sp: &ScenarioPlan) -> NetConfig {
+    let l = &plan.limits;
+    NetConfig {
+        base_url: sp.base_url.clone(),
+        tls: plan.tls.clone(),
+        policy: Arc::new(AllowAll),
+        connect_timeout: l.connect_timeout,
+        request_timeout: l.request_timeout,
+        http_connections: l.http_connections,
+        max_response_body: l.max_response_body as usize,
+        max_request_body: crate::plan::limits::MAX_REQUEST_BODY,
+        max_redirects: l.max_redirects,
+        max_ws_message: l.max_ws_message as usize,
+        ws_queue: l.ws_queue as usize,
+    }
+}
+
+/// Compiles and links every component scenario; sequences point at their steps.
+pub async fn scenarios(
+    plan: &RunPlan,
+    preflights: &[Preflight],
+    env: &Env<'_>,
+) -> Result<Vec<Loaded>, RunError> {
+    let linker = crate::wit_host::linker(env.engine)?;
+    let run = Arc::new(RunCtx {
+        setup_data: OnceLock::new(),
+        data: plan.data.clone(),
+        registry: OnceLock::new(),
+        child_slots: env.child_slots.clone(),
+    });
+    let mut components: BTreeMap<String, Arc<ScenarioRt>> = BTreeMap::new();
+    let with_component = plan.scenarios.iter().filter(|s| s.component().is_some());
+    for (sp, pre) in with_component.zip(preflights) {
+        let component = loader::compile(env.engine, pre).await?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .and_then(ScenarioPre::new)
+            .map_err(|e| LoadError::Link {
+                path: pre.path.display().to_string(),
+                reason: first_line(&format!("{e:#}")),
+            })?;
+        let scenario = Arc::new(ScenarioRt {
+            name: sp.name.as_str().into(),
+            config: sp.config.clone(),
+            limits: plan.limits.clone(),
+            net: Arc::new(net_config(plan, sp)),
+            sink: env.sink.clone(),
+            epoch: env.epoch.clone(),
+            log_level: plan.log_level,
+            run: run.clone(),
+            pre: OnceLock::new(),
+        });
+        let _ = scenario.pre.set(instance_pre);
+        components.insert(sp.name.clone(), scenario);
+    }
+    let registry = components
+        .iter()
+        .map(|(k, v)| (k.clone(), Arc::downgrade(v)))
+        .collect();
+    let _ = run.registry.set(registry);
+    Ok(plan
+        .scenarios
+        .iter()
+        .map(|sp| Loaded {
+            plan: sp.clone(),
+            runs: match &sp.kind {
+                ScenarioKind::Component(_) => components
+                    .get(&sp.name)
+                    .cloned()
+                    .map_or(Runs::Sequence(Vec::new()), Runs::Component),
+                ScenarioKind::Sequence(steps) => Runs::Sequence(
+                    steps
+                        .iter()
+                        .filter_map(|s| components.get(s).cloned())
+                        .collect(),
+                ),
+            },
+        })
+        .collect())
+}
+
+fn hook_target<'a>(scenarios: &'a [Loaded], name: &str) -> Option<&'a Arc<ScenarioRt>> {
+    scenarios.iter().find_map(|s| match &s.runs {
+        Runs::Component(rt) if s.plan.name == name => Some(rt),
+        _ => None,
+    })
+}
+
+/// Runs the load test's setup hook; its result becomes every session's `setup-data`.
+pub async fn run_setup(plan: &RunPlan, scenarios: &[Loaded]) -> Result<Option<String>, RunError> {
+    let Some(hook) = &plan.setup else {
+        return Ok(None);
+    };
+    let target = hook_target(scenarios, &hook.scenario)
+        .ok_or_else(|| RunError::SetupScenario(hook.scenario.clone()))?;
+    let data = run_hook(target, &hook.function, "null".into())
+        .await
+        .map_err(|end| RunError::Setup {
+            function: hook.function.clone(),
+            reason: end.to_string(),
+        })?;
+    let _ = target.run.setup_data.set(data.clone());
+    Ok(Some(data))
+}
+
+/// Runs the teardown hook with the setup result; a failure is reported, the results stay.
+pub async fn run_teardown(plan: &RunPlan, scenarios: &[Loaded], setup: Option<String>) {
+    let Some(hook) = &plan.teardown else { return };
+    let Some(target) = hook_target(scenarios, &hook.scenario) else {
+        return;
+    };
+    let args = setup.unwrap_or_else(|| "null".into());
+    if let Err(end) = run_hook(target, &hook.function, args).await {
+        eprintln!(
+            "warning: the teardown function `{}` failed: {end}",
+            hook.function
+        );
+    }
+}

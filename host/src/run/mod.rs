@@ -1,0 +1,162 @@
+//! Running a load test: load the scenarios ([`load`]), run their hooks and sessions
+//! ([`schedule`]: start, drain, stop), and build the report ([`finish`]).
+//!
+//! Sessions are tokio tasks; each owns a store with one instance from the scenario's
+//! pre-instantiated component. A semaphore with one permit per pool slot bounds how many are
+//! alive at once, so the pool never runs out (pool exhaustion is an error in wasmtime, not a wait).
+//! Stopping (Ctrl-C) stops new sessions, lets running ones finish for the graceful-stop period,
+//! then drops them: they are reported as `interrupted`, and every completed result is kept.
+
+mod finish;
+mod load;
+mod schedule;
+
+use crate::metrics::{Recorder, Sink};
+use crate::plan::{Output, RunPlan};
+use crate::report::{self, Report};
+use crate::sandbox::engine::{self, EngineSettings, EpochTicker};
+use crate::sandbox::loader::{self, LoadError};
+use crate::plan::limits::{self, SystemLimits};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{Semaphore, watch};
+
+/// How the run is being stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    Running,
+    /// Start no new sessions; let running ones finish within the graceful-stop period.
+    Graceful,
+    /// Drop every running session now.
+    Now,
+}
+
+/// Knobs of a run that do not come from the plan.
+pub struct RunOptions {
+    pub stop: watch::Receiver<Stop>,
+    /// Print capacity warnings to stderr.
+    pub progress: bool,
+}
+
+impl RunOptions {
+    /// Options for a run nobody stops from outside (tests, bench), quiet or not.
+    pub fn unattended(progress: bool) -> (watch::Sender<Stop>, RunOptions) {
+        let (tx, stop) = watch::channel(Stop::Running);
+        (tx, RunOptions { stop, progress })
+    }
+}
+
+/// A failure before any session ran.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    #[error(transparent)]
+    Link(#[from] crate::wit_host::LinkError),
+    #[error("cannot start the epoch ticker: {0}")]
+    Ticker(std::io::Error),
+    #[error("the setup function `{function}` failed: {reason}")]
+    Setup { function: String, reason: String },
+    #[error("setup scenario `{0}` is not loaded")]
+    SetupScenario(String),
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
+}
+
+/// How a run ended.
+pub struct RunOutcome {
+    pub report: Report,
+    /// Stopped from outside (Ctrl-C), not by the plan.
+    pub interrupted: bool,
+    /// Sessions dropped at the planned end of the test (not failures).
+    pub cut_by_plan: u64,
+    /// Limits that capped the number of concurrent sessions.
+    pub warnings: Vec<String>,
+}
+
+impl RunOutcome {
+    /// Whether no session failed (completed or deliberately aborted; sessions cut by the
+    /// planned end of the test are not failures either).
+    pub fn no_failures(&self) -> bool {
+        self.report.sessions.failed() <= self.cut_by_plan
+    }
+
+    /// Whether every session completed.
+    pub fn all_completed(&self) -> bool {
+        self.report.sessions.not_completed() == 0
+    }
+}
+
+/// Runs `plan` to the end (or until stopped) and builds the report.
+pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunError> {
+    let preflights = plan
+        .scenarios
+        .iter()
+        .filter_map(|s| s.component())
+        .map(loader::preflight)
+        .collect::<Result<Vec<_>, _>>()?;
+    let wanted = match plan.limits.max_concurrent {
+        0 => u32::try_from(plan.total_sessions()).unwrap_or(u32::MAX),
+        n => n,
+    };
+    let capacity = limits::capacity(wanted, 1, &SystemLimits::probe());
+    if options.progress {
+        for w in &capacity.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    let shape = preflights
+        .iter()
+        .map(|p| p.shape)
+        .fold(engine::ComponentShape::default(), engine::ComponentShape::max);
+    let child_slots = plan.limits.child_slots;
+    let engine = engine::build_engine(&EngineSettings {
+        slots: capacity.slots.saturating_add(child_slots),
+        memory_bytes: u64::from(plan.limits.memory_mb) << 20,
+        shape,
+        cache_dir: plan.cache_dir.clone(),
+    })?;
+    let ticker = EpochTicker::start(&engine).map_err(RunError::Ticker)?;
+    let recorder = Arc::new(Recorder::new(worker_threads() + 1));
+    let env = load::Env {
+        engine: &engine,
+        epoch: ticker.epoch(),
+        sink: Sink::new(recorder.clone()),
+        child_slots: Arc::new(Semaphore::new(child_slots as usize)),
+    };
+    let scenarios = load::scenarios(plan, &preflights, &env).await?;
+    let started_at = std::time::SystemTime::now();
+    let start = Instant::now();
+    let setup = load::run_setup(plan, &scenarios).await?;
+    let slots = Arc::new(Semaphore::new(capacity.slots as usize));
+    let ended = schedule::run_sessions(&scenarios, slots, &plan.limits, options).await;
+    load::run_teardown(plan, &scenarios, setup).await;
+    let duration = start.elapsed().as_secs_f64();
+    drop(ticker);
+    let report = finish::report(plan, &preflights, &recorder, &ended.sessions, duration, started_at)?;
+    Ok(RunOutcome {
+        report,
+        interrupted: ended.interrupted,
+        cut_by_plan: ended.cut_by_plan,
+        warnings: capacity.warnings,
+    })
+}
+
+/// Tokio worker threads of the current runtime (for sizing metric shards).
+fn worker_threads() -> usize {
+    tokio::runtime::Handle::try_current()
+        .map(|h| h.metrics().num_workers())
+        .unwrap_or(1)
+}
+
+/// Writes the report files the plan asks for.
+pub fn write_outputs(report: &Report, outputs: &[Output]) -> Result<(), report::ReportError> {
+    for o in outputs {
+        match o {
+            Output::Json(path) => report.write_json(path)?,
+        }
+    }
+    Ok(())
+}

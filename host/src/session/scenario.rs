@@ -1,0 +1,51 @@
+//! A loaded scenario: what every session of it shares (read-only apart from the metrics sink).
+
+use super::state::SessionState;
+use crate::metrics::Sink;
+use crate::net::NetConfig;
+use crate::plan::LogLevel;
+use crate::plan::data::Dataset;
+use crate::plan::limits::Limits;
+use crate::wit::ScenarioPre;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock, Weak};
+use tokio::sync::Semaphore;
+
+/// What all scenarios of one run share.
+pub struct RunCtx {
+    /// Result of the load test's setup function (set once it ran).
+    pub setup_data: OnceLock<String>,
+    /// The load test's data sets.
+    pub data: Arc<BTreeMap<String, Dataset>>,
+    /// Every component scenario of the run by name (weak: each scenario holds this context).
+    pub registry: OnceLock<BTreeMap<String, Weak<ScenarioRt>>>,
+    /// Pool slots for children and nested scenarios; taken without waiting.
+    pub child_slots: Arc<Semaphore>,
+}
+
+/// One scenario of the run, ready to start sessions.
+pub struct ScenarioRt {
+    pub name: Arc<str>,
+    /// The scenario's own config: `[config]`, its `config`, then the command line's.
+    pub config: Value,
+    pub limits: Limits,
+    /// Base URL, TLS and network caps of its sessions' connections.
+    pub net: Arc<NetConfig>,
+    pub sink: Sink,
+    /// Mirror of the engine epoch, to charge CPU time.
+    pub epoch: Arc<AtomicU64>,
+    /// Scenario log lines below this level are not printed.
+    pub log_level: LogLevel,
+    pub run: Arc<RunCtx>,
+    /// The pre-instantiated component (set once loaded).
+    pub pre: OnceLock<ScenarioPre<SessionState>>,
+}
+
+impl ScenarioRt {
+    /// The component scenario `name` of this run.
+    pub fn lookup(&self, name: &str) -> Option<Arc<ScenarioRt>> {
+        self.run.registry.get()?.get(name)?.upgrade()
+    }
+}

@@ -1,0 +1,97 @@
+//! The data of one session's store, composed of one context per concern: the sandbox (WASI,
+//! CPU meter, memory limiter, guest output) and one context per WIT interface, each of which
+//! `wit_host` implements that interface's `Host` trait on. Nothing here is shared between
+//! sessions except through [`ScenarioRt`].
+
+use super::children::Family;
+use super::deadline::Deadline;
+use super::journal::{LogLimiter, Traces};
+use super::scenario::ScenarioRt;
+use crate::metrics::Sink;
+use crate::net::NetConfig;
+use crate::net::cookies::Cookies;
+use crate::net::http::HttpClient;
+use crate::sandbox::SandboxCtx;
+use crate::sandbox::cpu::CpuMark;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtxView, WasiView};
+
+/// Identity of a session.
+#[derive(Clone, Debug)]
+pub struct SessionIdentity {
+    pub id: String,
+    pub parent_id: Option<String>,
+    pub vu: u32,
+    pub iteration: u32,
+}
+
+/// The data of one store.
+pub struct SessionState {
+    pub sandbox: SandboxCtx,
+    pub session: SessionCtx,
+    pub http: HttpCtx,
+    pub ws: WsCtx,
+}
+
+/// The `session` interface's context: identity, config and assigns, traces, logs, children and
+/// signals, and the session's deadline.
+pub struct SessionCtx {
+    pub scenario: Arc<ScenarioRt>,
+    pub identity: SessionIdentity,
+    pub config: Value,
+    pub assigns: Value,
+    pub traces: Traces,
+    pub logs: LogLimiter,
+    pub family: Family,
+    pub deadline: Deadline,
+    /// The session's jar (shared with its HTTP and WebSocket contexts).
+    pub cookies: Cookies,
+    pub mark: CpuMark,
+}
+
+/// The `http` interface's context: the session's connections and jar.
+pub struct HttpCtx {
+    pub client: HttpClient,
+    pub net: Arc<NetConfig>,
+    pub sink: Sink,
+    pub mark: CpuMark,
+    pub deadline: Deadline,
+}
+
+/// The `websocket` interface's context: the session's open connections.
+pub struct WsCtx {
+    /// Host side of the `connection` resources.
+    pub table: ResourceTable,
+    pub open: u32,
+    /// Open WebSockets allowed at once.
+    pub cap: u32,
+    /// Receive wait when the guest gives none; send deadline.
+    pub recv_timeout: Duration,
+    pub send_timeout: Duration,
+    pub cookies: Cookies,
+    pub net: Arc<NetConfig>,
+    pub sink: Sink,
+    pub mark: CpuMark,
+    pub deadline: Deadline,
+}
+
+impl SessionState {
+    /// Moves the session's deadline (in every context), e.g. to give `teardown` its grace.
+    pub fn set_deadline(&mut self, deadline: Deadline) {
+        self.session.deadline = deadline;
+        self.http.deadline = deadline;
+        self.ws.deadline = deadline;
+    }
+}
+
+impl WasiView for SessionState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.sandbox.wasi,
+            table: &mut self.sandbox.table,
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Small helpers every layer uses: terminal-safe text, bounded names, time in microseconds,
+//! scenario randomness, and JSON paths. Nothing here knows about sessions or the network.
+
+pub mod jsonpath;
+
+use std::time::{Duration, Instant};
+
+/// Longest log line (or other guest text shown on a terminal) kept, in bytes.
+pub const MAX_LOG_LINE: usize = 4096;
+
+/// Makes untrusted text safe for a terminal: control characters (ANSI/OSC escapes included)
+/// are shown as `\u{..}`, and the text is cut at [`MAX_LOG_LINE`] bytes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_LOG_LINE));
+    for c in s.chars() {
+        if out.len() >= MAX_LOG_LINE {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `s` cut to at most `max` bytes on a char boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Microseconds since `start`, saturating.
+pub fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Microseconds since `start` as the WIT's `u32`, saturating at 71 minutes.
+pub fn micros_since_u32(start: Instant) -> u32 {
+    u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX)
+}
+
+/// A uniformly distributed number in `[0, bound)` from a per-thread xorshift generator seeded
+/// from the OS (scenario randomness, not cryptography).
+pub fn random_below(bound: u32) -> u32 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
+    }
+    if bound == 0 {
+        return 0;
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        u32::try_from(((x >> 32) * u64::from(bound)) >> 32).unwrap_or(0)
+    })
+}
+
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(micros_since(Instant::now() - Duration::from_millis(1)));
+    h.finish() | 1
+}
+
+/// The first line of an error chain's text (wasmtime errors span many lines).
+pub fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_and_truncate_are_safe() {
+        assert_eq!(escape("a\u{1b}[31m"), "a\\u{1b}[31m");
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(random_below(0), 0);
+        assert!(random_below(3) < 3);
+    }
+}

@@ -1,0 +1,82 @@
+//! The `http` interface on [`HttpCtx`]: resolve the URL once, send through the session's
+//! client (which passes the network checkpoint), hand the outcome to the metrics sink.
+
+use super::Wt;
+use std::time::Duration;
+use crate::metrics::MetricKey;
+use crate::net::http::method_str;
+use crate::net::url::resolve;
+use crate::session::state::HttpCtx;
+use crate::wit::RequestError;
+use crate::wit::http::{self, Request, Response};
+
+/// A request with its URL resolved and its metric key named.
+struct Prepared {
+    request: Request,
+    url: Result<url::Url, RequestError>,
+    key: MetricKey,
+}
+
+impl HttpCtx {
+    fn prepare(&self, mut request: Request) -> Prepared {
+        let method = method_str(request.method);
+        let url = resolve(self.net.base_url.as_ref(), &request.url, false).map(|mut u| {
+            if !request.query.is_empty() {
+                u.query_pairs_mut()
+                    .extend_pairs(std::mem::take(&mut request.query).iter());
+            }
+            u
+        });
+        let name = match (&request.options.metric_name, &url) {
+            (Some(name), _) => name.as_str(),
+            (None, Ok(u)) => u.path(),
+            (None, Err(_)) => request.url.as_str(),
+        };
+        let key = MetricKey::http(method, name);
+        Prepared { request, url, key }
+    }
+}
+
+impl http::Host for HttpCtx {
+    async fn send(&mut self, request: Request) -> Wt<Result<Response, RequestError>> {
+        let p = self.prepare(request);
+        let r = match (p.url, self.deadline.clamp(Duration::MAX)) {
+            (Err(e), _) => Err(e),
+            (Ok(_), None) => Err(RequestError::Timeout),
+            (Ok(url), Some(cap)) => self.client.send(&self.net, p.request, url, cap).await,
+        };
+        self.mark.host_returned();
+        self.sink.http(&p.key, &r);
+        Ok(r)
+    }
+
+    async fn batch(&mut self, requests: Vec<Request>) -> Wt<Vec<Result<Response, RequestError>>> {
+        let prepared: Vec<Prepared> = requests.into_iter().map(|r| self.prepare(r)).collect();
+        let mut keys = Vec::with_capacity(prepared.len());
+        let mut sendable = Vec::new();
+        let mut results: Vec<Option<Result<Response, RequestError>>> = Vec::new();
+        let cap = self.deadline.clamp(Duration::MAX);
+        for p in prepared {
+            keys.push(p.key);
+            match (p.url, cap) {
+                (Err(e), _) => results.push(Some(Err(e))),
+                (Ok(_), None) => results.push(Some(Err(RequestError::Timeout))),
+                (Ok(url), Some(_)) => {
+                    results.push(None);
+                    sendable.push((p.request, url));
+                }
+            }
+        }
+        let cap = cap.unwrap_or_default();
+        let mut sent = self.client.batch(&self.net, sendable, cap).await.into_iter();
+        self.mark.host_returned();
+        let out: Vec<_> = results
+            .into_iter()
+            .map(|r| r.or_else(|| sent.next()).unwrap_or(Err(RequestError::Interrupted)))
+            .collect();
+        for (key, r) in keys.iter().zip(&out) {
+            self.sink.http(key, r);
+        }
+        Ok(out)
+    }
+}

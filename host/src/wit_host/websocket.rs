@@ -1,0 +1,153 @@
+//! The `websocket` interface on [`WsCtx`]: connections are host resources in the context's
+//! table; every action's outcome goes to the metrics sink.
+//!
+//! The WIT `connection` resource is the bindings' placeholder type, so `wit` depends on nothing
+//! in the crate; its handles are mapped onto [`WsConnection`]s here by their table index.
+
+use super::Wt;
+use crate::metrics::MetricKey;
+use crate::metrics::keys::{WS_AWAIT_RECV, WS_RECV, WS_SEND};
+use crate::net::url::resolve;
+use crate::net::websocket::{self as ws, WsConnection};
+use crate::session::state::WsCtx;
+use crate::wit::RequestError;
+use crate::wit::websocket::{self, Connection, ConnectOptions, Message};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message as WireMessage;
+use wasmtime::component::Resource;
+
+/// The host connection behind a guest handle (borrowed for one call).
+fn host_handle(handle: &Resource<Connection>) -> Resource<WsConnection> {
+    Resource::new_borrow(handle.rep())
+}
+
+impl WsCtx {
+    fn conn(&mut self, handle: &Resource<Connection>) -> Wt<&mut WsConnection> {
+        Ok(self.table.get_mut(&host_handle(handle))?)
+    }
+
+    /// The wait of a receive: the guest's or the default, clamped to the session deadline.
+    fn recv_wait(&self, ms: Option<u32>) -> Option<Duration> {
+        let wait = ms.map_or(self.recv_timeout, |ms| Duration::from_millis(u64::from(ms)));
+        self.deadline.clamp(wait)
+    }
+
+    async fn send(
+        &mut self,
+        handle: Resource<Connection>,
+        msg: WireMessage,
+    ) -> Wt<Result<(), RequestError>> {
+        let start = Instant::now();
+        let r = match self.deadline.clamp(self.send_timeout) {
+            Some(wait) => self.conn(&handle)?.send(msg, wait).await,
+            None => Err(RequestError::Timeout),
+        };
+        self.mark.host_returned();
+        self.sink.action(&MetricKey::fixed(WS_SEND), start, &r);
+        Ok(r)
+    }
+
+    /// The metric key of a connect: `ws_connect {metric-name or path}`.
+    fn connect_key(url: &Result<url::Url, RequestError>, name: Option<&str>) -> MetricKey {
+        match (name, url) {
+            (Some(name), _) => MetricKey::ws_connect(name),
+            (None, Ok(u)) => MetricKey::ws_connect(u.path()),
+            (None, Err(_)) => MetricKey::fixed("ws_connect"),
+        }
+    }
+}
+
+impl websocket::Host for WsCtx {}
+
+impl websocket::HostConnection for WsCtx {
+    async fn connect(
+        &mut self,
+        url: String,
+        options: ConnectOptions,
+    ) -> Wt<Result<Resource<Connection>, RequestError>> {
+        let start = Instant::now();
+        let url = resolve(self.net.base_url.as_ref(), &url, true);
+        let key = Self::connect_key(&url, options.metric_name.as_deref());
+        let r = match url {
+            Err(e) => Err(e),
+            Ok(_) if self.open >= self.cap => Err(RequestError::TooManyConnections),
+            Ok(_) if self.deadline.passed() => Err(RequestError::ConnectTimeout),
+            Ok(url) => ws::connect(&self.net, &self.cookies, &url, &options).await,
+        };
+        self.mark.host_returned();
+        self.sink.action(&key, start, &r);
+        match r {
+            Ok(conn) => {
+                self.open += 1;
+                let host = self.table.push(conn)?;
+                Ok(Ok(Resource::new_own(host.rep())))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn send_text(
+        &mut self,
+        handle: Resource<Connection>,
+        text: String,
+    ) -> Wt<Result<(), RequestError>> {
+        self.send(handle, WireMessage::text(text)).await
+    }
+
+    async fn send_binary(
+        &mut self,
+        handle: Resource<Connection>,
+        data: Vec<u8>,
+    ) -> Wt<Result<(), RequestError>> {
+        self.send(handle, WireMessage::binary(data)).await
+    }
+
+    async fn recv(
+        &mut self,
+        handle: Resource<Connection>,
+        timeout_ms: Option<u32>,
+    ) -> Wt<Result<Message, RequestError>> {
+        let start = Instant::now();
+        let r = match self.recv_wait(timeout_ms) {
+            Some(wait) => self.conn(&handle)?.recv(wait).await,
+            None => Err(RequestError::Timeout),
+        };
+        self.mark.host_returned();
+        self.sink.action(&MetricKey::fixed(WS_RECV), start, &r);
+        Ok(r)
+    }
+
+    async fn await_recv(
+        &mut self,
+        handle: Resource<Connection>,
+        expected: Message,
+        timeout_ms: Option<u32>,
+    ) -> Wt<Result<(), RequestError>> {
+        let start = Instant::now();
+        let r = match self.recv_wait(timeout_ms) {
+            Some(wait) => self.conn(&handle)?.await_recv(&expected, wait).await,
+            None => Err(RequestError::Timeout),
+        };
+        self.mark.host_returned();
+        self.sink.action(&MetricKey::fixed(WS_AWAIT_RECV), start, &r);
+        Ok(r)
+    }
+
+    async fn close(
+        &mut self,
+        handle: Resource<Connection>,
+        code: u16,
+        reason: String,
+    ) -> Wt<Result<(), RequestError>> {
+        let r = self.conn(&handle)?.close(code, reason).await;
+        self.mark.host_returned();
+        Ok(r)
+    }
+
+    async fn drop(&mut self, handle: Resource<Connection>) -> Wt<()> {
+        let host: Resource<WsConnection> = Resource::new_own(handle.rep());
+        self.table.delete(host)?;
+        self.open = self.open.saturating_sub(1);
+        Ok(())
+    }
+}
