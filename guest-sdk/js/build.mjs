@@ -4,7 +4,7 @@
 //   node guest-sdk/js/build.mjs --tools DIR [--engine quickjs|starlingmonkey] [--wit DIR] -o OUT.wasm SCENARIO.js
 //
 // DIR holds node_modules with the pinned tools of guest-sdk/js/tools/package.json
-// (scripts/build-polyglot installs them into target/polyglot/tools/js). The scenario module's
+// (scripts/build-guests installs them into target/polyglot/tools/js). The scenario module's
 // default export is the scenario (a `Scenario` subclass or an object with `run(s)`); it imports
 // the SDK as "chaperon". Steps:
 //   1. a generated entry module exports init/run/teardown/invoke from `exportScenario(...)`;
@@ -12,6 +12,9 @@
 //      (the WIT imports `chaperon:scenario/*` stay imports);
 //   3. componentize-qjs --sync (QuickJS) or componentize-js -d http fetch-event
 //      (StarlingMonkey) makes the component against wit/.
+// Intermediates (entry, bundle, the patched wit/ copy) go to
+// target/polyglot/stage/js/ENGINE/NAME/ of this repository, never next to the scenario or the
+// output; the only file written elsewhere is OUT.wasm, reported as `wrote OUT.wasm (SIZE)`.
 // QuickJS: componentize-qjs 0.4.5 exports its own Wizer initializer as `init`, which collides
 // with the world's `init` (it panics: "duplicate items detected"). So the QuickJS build uses a
 // copy of wit/ whose `init` export is named `qnit`, then renames the top-level component exports
@@ -20,11 +23,12 @@
 
 import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
+const stageRoot = resolve(here, "../../target/polyglot/stage/js");
 const ENGINES = ["quickjs", "starlingmonkey"];
 
 function usage(message) {
@@ -47,7 +51,7 @@ function parseArgs(argv) {
     else usage(`one scenario at a time (got ${args.scenario} and ${a})`);
   }
   if (!ENGINES.includes(args.engine)) usage(`--engine must be one of ${ENGINES.join(", ")}`);
-  if (!args.tools) usage("--tools DIR is required (scripts/build-polyglot installs the tools)");
+  if (!args.tools) usage("--tools DIR is required (scripts/build-guests installs the tools into target/polyglot/tools/js)");
   if (!args.out) usage("-o OUT.wasm is required");
   if (!args.scenario) usage("no scenario file given");
   if (!existsSync(args.scenario)) usage(`${args.scenario} does not exist`);
@@ -149,11 +153,11 @@ function quickjsWit(wit, stage) {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  const stage = `${args.out}.build`;
+  const stage = join(stageRoot, args.engine, basename(args.out, ".wasm"));
   mkdirSync(stage, { recursive: true });
   mkdirSync(dirname(args.out), { recursive: true });
   const bin = (name) => join(args.tools, "node_modules/.bin", name);
-  const tmpOut = `${args.out}.tmp`;
+  const tmpOut = join(stage, "component.wasm");
   if (args.engine === "quickjs") {
     const js = await bundle(args, stage, "qnit");
     const wit = quickjsWit(args.wit, stage);
@@ -168,6 +172,14 @@ async function main() {
   }
   cpSync(tmpOut, args.out);
   rmSync(tmpOut, { force: true });
+  console.log(`wrote ${relative(process.cwd(), args.out) || args.out} (${humanSize(statSync(args.out).size)})`);
+}
+
+/** A size as people read it: 119 KB, 1.9 MB. */
+function humanSize(bytes) {
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  if (bytes >= 1e3) return `${Math.round(bytes / 1e3)} KB`;
+  return `${bytes} bytes`;
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -35,7 +35,11 @@ async fn a_failing_child_is_a_typed_error_and_the_parent_completes() {
     let r = evil("child_fails", 3, &[]).await;
     assert_eq!(ended(&r, "completed"), 3, "{}", r.summary_table());
     let panic = metric(&r, "async panic");
-    assert_eq!(panic.errors_by_kind.get("child-failed"), Some(&3));
+    assert_eq!(
+        panic.errors_by_kind.get("trap"),
+        Some(&3),
+        "the child's own end"
+    );
     assert_eq!(r.checks["child failure is reported"].passed, 3);
 }
 

@@ -14,10 +14,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(2);
 
 async fn target() -> TargetServer {
-    let listen = "127.0.0.1:0".parse().unwrap();
-    TargetServer::start(listen, TargetOptions::default())
-        .await
-        .unwrap()
+    crate::support::target(TargetOptions::default())
 }
 
 /// Plans `example-scenarios/{dir}/loadtest.toml` against `server` with `--config` values;

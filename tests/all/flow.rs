@@ -1,7 +1,6 @@
 //! Control flow and WebSocket features of the SDK, against the host (Chaperon's bugs fixed).
 
 use crate::support::{ended, metric, plan, run};
-use chaperon_target::TargetServer;
 
 async fn evil(
     mode: &str,
@@ -45,9 +44,7 @@ async fn loop_for_records_one_sample_per_iteration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_websockets_json_timeouts_and_close() {
-    let server = TargetServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
-        .await
-        .unwrap();
+    let server = crate::support::target(Default::default());
     let r = evil("ws_features", 3, Some(server.base_url()), &[]).await;
     assert_eq!(ended(&r, "completed"), 3, "{}", r.summary_table());
     assert_eq!(metric(&r, "ws_connect /ws/echo").count, 6);
@@ -63,9 +60,7 @@ async fn named_websockets_json_timeouts_and_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fifth_websocket_is_refused_at_once() {
-    let server = TargetServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
-        .await
-        .unwrap();
+    let server = crate::support::target(Default::default());
     let r = evil("ws_cap", 2, Some(server.base_url()), &[]).await;
     assert_eq!(
         r.checks["fifth connection refused at once"].passed,
@@ -83,9 +78,7 @@ async fn the_fifth_websocket_is_refused_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_handshakes_carry_cookies_headers_auth_and_pongs_answer_pings() {
-    let server = TargetServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
-        .await
-        .unwrap();
+    let server = crate::support::target(Default::default());
     let r = evil("ws_handshake", 2, Some(server.base_url()), &[]).await;
     assert_eq!(ended(&r, "completed"), 2, "{}", r.summary_table());
     for (name, count) in &r.checks {

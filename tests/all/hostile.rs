@@ -14,11 +14,7 @@ async fn end_reason(mode: &str, extra: &[&str]) -> chaperon_host::report::Report
 }
 
 fn reason(r: &chaperon_host::report::Report) -> String {
-    r.sessions
-        .failures
-        .first()
-        .map(|f| f.reason.clone())
-        .unwrap_or_default()
+    crate::support::first_reason(r)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

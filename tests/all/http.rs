@@ -2,13 +2,10 @@
 //! JSON bodies, checks.
 
 use crate::support::{ended, metric, plan, run};
-use chaperon_target::TargetServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_basic_reuses_one_connection_per_session() {
-    let server = TargetServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
-        .await
-        .unwrap();
+    let server = crate::support::target(Default::default());
     let plan = plan(
         "http_basic",
         10,
@@ -45,9 +42,7 @@ async fn http_basic_reuses_one_connection_per_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_surface_behaves_as_documented() {
-    let server = TargetServer::start("127.0.0.1:0".parse().unwrap(), Default::default())
-        .await
-        .unwrap();
+    let server = crate::support::target(Default::default());
     let plan = plan(
         "evil",
         2,

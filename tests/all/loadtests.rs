@@ -7,7 +7,7 @@ use chaperon_host::cli::RunArgs;
 use chaperon_host::plan::RunPlan;
 
 /// Writes `toml` (with `EVIL` replaced by the evil component's path) and plans it.
-fn plan_file(name: &str, toml: &str) -> RunPlan {
+pub fn plan_file(name: &str, toml: &str) -> RunPlan {
     let dir = tempdir();
     let path = dir.join(format!("{name}.toml"));
     let evil = guest("evil").display().to_string();
@@ -159,7 +159,15 @@ async fn the_whole_test_deadline_interrupts_sessions_and_keeps_results() {
         started.elapsed().as_secs() < 10,
         "the run ended at its deadline"
     );
-    assert!(outcome.interrupted);
+    assert!(
+        !outcome.interrupted,
+        "a planned end is not a stop from outside"
+    );
+    assert_eq!(outcome.cut_by_plan, 3);
+    assert!(
+        outcome.no_failures(),
+        "sessions cut by the plan are not failures"
+    );
     assert_eq!(ended(r, "interrupted"), 3, "{}", r.summary_table());
     assert_eq!(metric(r, "value").count, 3, "completed results are kept");
 }

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod children;
+mod contract;
 mod examples;
 mod flow;
 mod hostile;

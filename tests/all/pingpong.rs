@@ -2,18 +2,14 @@
 //! first pong until 100 WebSockets are open at once.
 
 use crate::support::{ended, metric, plan, run};
-use chaperon_target::{TargetOptions, TargetServer};
+use chaperon_target::TargetOptions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pingpong_100_sessions_run_concurrently_with_exact_counts() {
-    let server = TargetServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        TargetOptions {
-            hold_pongs_until_open: Some(100),
-        },
-    )
-    .await
-    .unwrap();
+    let _machine = crate::support::heavy().await;
+    let server = crate::support::target(TargetOptions {
+        hold_pongs_until_open: Some(100),
+    });
     let plan = plan(
         "pingpong",
         100,

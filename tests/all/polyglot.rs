@@ -11,7 +11,7 @@ use crate::support::{ended, guest, metric, root, run};
 use chaperon_host::cli::RunArgs;
 use chaperon_host::plan::RunPlan;
 use chaperon_host::report::Report;
-use chaperon_target::{TargetOptions, TargetServer, TargetStats};
+use chaperon_target::{TargetOptions, TargetStats};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -124,9 +124,7 @@ async fn run_against_target(
     config: &[&str],
     options: TargetOptions,
 ) -> (Report, std::sync::Arc<TargetStats>) {
-    let server = TargetServer::start("127.0.0.1:0".parse().unwrap(), options)
-        .await
-        .unwrap();
+    let server = crate::support::target(options);
     let plan = plan_for(path, sessions, server.base_url(), config);
     let report = run(&plan).await.report;
     let stats = server.stats();
@@ -270,7 +268,7 @@ async fn exceptions_become_typed_guest_errors_not_traps() {
         (
             "missing-config",
             "guest-error",
-            &["config probe.nothing: missing value"],
+            &["no config value at `probe.nothing` (set it"],
         ),
         (
             "refused",
@@ -284,7 +282,7 @@ async fn exceptions_become_typed_guest_errors_not_traps() {
             let (r, _) =
                 run_against_target(path, 2, &[mode_arg.as_str()], TargetOptions::default()).await;
             assert_eq!(ended(&r, kind), 2, "{label} {mode}: {}", r.summary_table());
-            let reason = &r.sessions.failures[0].reason;
+            let reason = &crate::support::first_reason(&r);
             assert!(
                 reasons.iter().any(|want| reason.contains(want)),
                 "{label} {mode}: reason `{reason}` names none of {reasons:?}"
@@ -310,14 +308,10 @@ async fn exceptions_become_typed_guest_errors_not_traps() {
 /// 1000 sessions of the pingpong, all open at once (the target holds every pong until 1000
 /// WebSockets are open), complete without errors.
 async fn thousand_concurrent_pingpong_sessions(label: &str, path: &Path) {
-    let server = TargetServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        TargetOptions {
-            hold_pongs_until_open: Some(1000),
-        },
-    )
-    .await
-    .unwrap();
+    let _machine = crate::support::heavy().await;
+    let server = crate::support::target(TargetOptions {
+        hold_pongs_until_open: Some(1000),
+    });
     let mut plan = plan_for(path, 1000, server.base_url(), &["ping_pong.iterations=2"]);
     plan.limits.session_timeout = std::time::Duration::from_secs(300);
     let outcome = run(&plan).await;

@@ -14,6 +14,7 @@ fn threads_of(pid: u32) -> Option<usize> {
 
 #[test]
 fn two_thousand_sessions_in_delay_hold_no_threads() {
+    let _machine = crate::support::heavy_blocking();
     let report = tempdir().join("delay.json");
     let mut child = std::process::Command::new(bin())
         .args([

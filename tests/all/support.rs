@@ -81,3 +81,37 @@ pub fn host(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The reason of the first session that did not complete (failed or aborted), or "".
+pub fn first_reason(report: &Report) -> String {
+    let s = &report.sessions;
+    s.failures
+        .iter()
+        .chain(&s.aborted)
+        .next()
+        .map(|f| f.reason.clone())
+        .unwrap_or_default()
+}
+
+/// A demo target on 127.0.0.1 with its own thread and runtime, so that a run saturating the
+/// test's runtime cannot starve the server it measures.
+pub fn target(options: chaperon_target::TargetOptions) -> chaperon_target::TargetServer {
+    chaperon_target::TargetServer::start_on_own_runtime(
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        options,
+    )
+    .expect("the target binds a loopback port")
+}
+
+/// Held by the tests that load the machine (a thousand sessions or more), so that two of them
+/// never run at once on a 2-core machine and time each other out.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().await
+}
+
+/// [`heavy`] for tests that are not async.
+pub fn heavy_blocking() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.blocking_lock()
+}
+
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

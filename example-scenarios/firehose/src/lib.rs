@@ -80,7 +80,7 @@ fn ws_subscribe(s: &mut Session) -> Result {
     s.ws_connect(&channel)?;
     s.ws_send_json(&json!({ "last_message_sequence": 0 }))?;
     for _ in 0..amount {
-        s.ws_recv(WAIT_MS)?;
+        s.ws_recv(Some(WAIT_MS))?;
     }
     s.log_info(format!("WS received {amount}/{amount} messages"));
     Ok(())

@@ -17,7 +17,7 @@ impl Scenario for PublishAndAwait {
         let topic = format!("{}-{}", s.config_or("topic", "foo".to_owned()), s.vu());
 
         s.spawn("subscribe", json!([topic, message_count]))?; // async child session
-        s.await_signal(json!(["subscribed", topic]), WAIT_MS)?;
+        s.await_signal(json!(["subscribed", topic]), Some(WAIT_MS))?;
         s.repeat(message_count, |s| publish(s, &topic))?;
         let received = s.await_task("subscribe")?;
         s.check("subscriber got every message", received == [message_count]);
@@ -52,7 +52,7 @@ fn subscribe(s: &mut Session, topic: String, message_count: u32) -> Result<Value
 }
 
 fn subscribe_recv_message(s: &mut Session) -> Result {
-    let Message::Text(msg) = s.ws_recv(WAIT_MS)? else {
+    let Message::Text(msg) = s.ws_recv(Some(WAIT_MS))? else {
         return Err("the subscription ended early".into());
     };
     s.update_assign("subscription_messages", |list| {

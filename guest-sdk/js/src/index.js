@@ -129,9 +129,10 @@ const requestError = (p) => new RequestError(p.tag, p.val);
 
 function stateError(what, p) {
   switch (p.tag) {
-    case "missing": return new StateError(`${what}: missing value at ${p.val}`);
-    case "invalid": return new StateError(`${what}: invalid: ${p.val}`);
-    case "exhausted": return new StateError(`${what}: data set exhausted: ${p.val}`);
+    // The host's text is one sentence naming the path ("no config value at `a.b` ...").
+    case "missing":
+    case "invalid":
+    case "exhausted": return new StateError(String(p.val));
     default: return new StateError(`${what}: ${p.tag}: ${p.val}`);
   }
 }
@@ -208,6 +209,8 @@ export function splitPath(path) {
 
 const isNone = (v) => v === undefined || v === null;
 const opt = (v) => (isNone(v) ? none : v);
+/** A timeout in ms for the host: unset (undefined/null) is none, the load test's default. */
+const optMs = (ms) => (isNone(ms) ? none : ms >>> 0);
 
 /** UTF-8 bytes → string (invalid sequences become U+FFFD); QuickJS has no TextDecoder. */
 export function utf8Decode(bytes) {
@@ -604,22 +607,22 @@ export class Session {
   spread(fn, args, count, intervalMs, task = "") {
     hostCall(() => hs.spread(fn, toJson(args), count >>> 0, intervalMs >>> 0, task), (p) => flowError(`spread ${fn}`, p));
   }
-  /** Waits for every child under `task` (0: the host's default timeout); their results, or
+  /** Waits for every child under `task` (unset: until the session's deadline); their results, or
    * throws the first child failure as FlowError. */
-  awaitTask(task, timeoutMs = 0) { return collect(`awaitTask ${task}`, hs.awaitTask(task, timeoutMs >>> 0)); }
+  awaitTask(task, timeoutMs) { return collect(`awaitTask ${task}`, hs.awaitTask(task, optMs(timeoutMs))); }
   /** Waits for every child of this session. */
-  awaitAll(timeoutMs = 0) { return collect("awaitAll", hs.awaitAll(timeoutMs >>> 0)); }
+  awaitAll(timeoutMs) { return collect("awaitAll", hs.awaitAll(optMs(timeoutMs))); }
   /** Sends `value` to every child under `task`. */
   signal(task, value) { hostCall(() => hs.signal(task, toJson(value)), (p) => flowError(`signal ${task}`, p)); }
   /** Sends `value` to the parent session. */
   signalParent(value) { hostCall(() => hs.signalParent(toJson(value)), (p) => flowError("signalParent", p)); }
   /** Waits for a signal equal to `expected`; other signals stay queued. */
-  awaitSignal(expected, timeoutMs = 0) {
-    return fromJson("signal", hostCall(() => hs.awaitSignal(toJson(expected), timeoutMs >>> 0), (p) => flowError("awaitSignal", p)));
+  awaitSignal(expected, timeoutMs) {
+    return fromJson("signal", hostCall(() => hs.awaitSignal(toJson(expected), optMs(timeoutMs)), (p) => flowError("awaitSignal", p)));
   }
   /** Waits for any signal and returns it. */
-  awaitAnySignal(timeoutMs = 0) {
-    return fromJson("signal", hostCall(() => hs.awaitSignal(none, timeoutMs >>> 0), (p) => flowError("awaitAnySignal", p)));
+  awaitAnySignal(timeoutMs) {
+    return fromJson("signal", hostCall(() => hs.awaitSignal(none, optMs(timeoutMs)), (p) => flowError("awaitAnySignal", p)));
   }
   /** Runs the scenario `name` as a nested session and waits for it; returns its assigns. */
   runScenario(name, config = {}, merge = true) {
@@ -712,18 +715,18 @@ export class Session {
   /** Sends `value` as a JSON text message. */
   wsSendJson(value, options) { this.wsSend(toJson(value), options); }
 
-  /** The next message (a Message), waiting at most `timeoutMs` (0: the load test's default).
+  /** The next message (a Message), waiting at most `timeoutMs` (unset: the load test's receive timeout).
    * Metric `ws_recv`. Options: `{ name, timeoutMs }`. */
-  wsRecv({ name = "", timeoutMs = 0 } = {}) {
+  wsRecv({ name = "", timeoutMs } = {}) {
     const c = this.connection(name);
-    return Message.fromHost(hostCall(() => c.recv(timeoutMs >>> 0), requestError));
+    return Message.fromHost(hostCall(() => c.recv(optMs(timeoutMs)), requestError));
   }
 
   /** Receives until the text message `expected` arrives, dropping others; the timeout covers
    * the whole wait. Metric `ws_await_recv`. Options: `{ name, timeoutMs }`. */
-  wsAwaitRecv(expected, { name = "", timeoutMs = 0 } = {}) {
+  wsAwaitRecv(expected, { name = "", timeoutMs } = {}) {
     const c = this.connection(name);
-    hostCall(() => c.awaitRecv({ tag: "text", val: String(expected) }, timeoutMs >>> 0), requestError);
+    hostCall(() => c.awaitRecv({ tag: "text", val: String(expected) }, optMs(timeoutMs)), requestError);
   }
 
   /** Closes the connection (code 1000). Closing one the peer already closed is not an error.

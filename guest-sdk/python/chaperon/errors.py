@@ -123,13 +123,11 @@ def request_error(value: Any) -> RequestError:
 
 
 def state_error(what: str, value: Any) -> StateError:
+    # The host's text is one sentence naming the path ("no config value at `a.b` ..."), so it
+    # is the message as it is.
     kind, detail = variant_case(value)
-    if kind == "missing":
-        return StateError(f"{what}: missing value at {detail}")
-    if kind == "invalid":
-        return StateError(f"{what}: invalid: {detail}")
-    if kind == "exhausted":
-        return StateError(f"{what}: data set exhausted: {detail}")
+    if kind in ("missing", "invalid", "exhausted"):
+        return StateError(str(detail))
     return StateError(f"{what}: {kind}: {detail}")
 
 

@@ -295,14 +295,14 @@ class Session(HttpActions, WebSocketActions):
         except _host.Err as e:
             raise flow_error(f"spread {function}", e.value) from None
 
-    def await_task(self, task: str, timeout_ms: int = 0) -> list:
-        """Waits for every child registered under ``task`` (0: the host's default timeout);
+    def await_task(self, task: str, timeout_ms: Optional[int] = None) -> list:
+        """Waits for every child registered under ``task`` (None: until the session's deadline);
         returns their results in order, or raises the first child failure as :class:`FlowError`."""
-        return _collect(f"await_task {task}", _host.session.await_task(task, int(timeout_ms)))
+        return _collect(f"await_task {task}", _host.session.await_task(task, _host.timeout_ms(timeout_ms)))
 
-    def await_all(self, timeout_ms: int = 0) -> list:
+    def await_all(self, timeout_ms: Optional[int] = None) -> list:
         """Waits for every child of this session."""
-        return _collect("await_all", _host.session.await_all(int(timeout_ms)))
+        return _collect("await_all", _host.session.await_all(_host.timeout_ms(timeout_ms)))
 
     def signal(self, task: str, value: Any) -> None:
         """Sends ``value`` to every child registered under ``task``."""
@@ -318,19 +318,19 @@ class Session(HttpActions, WebSocketActions):
         except _host.Err as e:
             raise flow_error("signal_parent", e.value) from None
 
-    def await_signal(self, expected: Any, timeout_ms: int = 0) -> Any:
-        """Waits for a signal equal to ``expected`` (0: the host's default timeout); other
+    def await_signal(self, expected: Any, timeout_ms: Optional[int] = None) -> Any:
+        """Waits for a signal equal to ``expected`` (None: the load test's receive timeout); other
         signals stay queued."""
         try:
-            text = _host.session.await_signal(to_json(expected), int(timeout_ms))
+            text = _host.session.await_signal(to_json(expected), _host.timeout_ms(timeout_ms))
         except _host.Err as e:
             raise flow_error("await_signal", e.value) from None
         return from_json("signal", text)
 
-    def await_any_signal(self, timeout_ms: int = 0) -> Any:
+    def await_any_signal(self, timeout_ms: Optional[int] = None) -> Any:
         """Waits for any signal and returns it."""
         try:
-            text = _host.session.await_signal(None, int(timeout_ms))
+            text = _host.session.await_signal(None, _host.timeout_ms(timeout_ms))
         except _host.Err as e:
             raise flow_error("await_any_signal", e.value) from None
         return from_json("signal", text)

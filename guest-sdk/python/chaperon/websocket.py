@@ -116,21 +116,21 @@ class WebSocketActions:
             raise JsonError(str(e)) from None
         self.ws_send(text, name)
 
-    def ws_recv(self, timeout_ms: int = 0, name: str = "") -> Message:
-        """The next message, waiting at most ``timeout_ms`` (0: the load test's default).
-        Metric ``ws_recv``."""
+    def ws_recv(self, timeout_ms: Optional[int] = None, name: str = "") -> Message:
+        """The next message, waiting at most ``timeout_ms`` (None: the load test's
+        receive timeout). Metric ``ws_recv``."""
         conn = self._connection(name)
         try:
-            return Message.from_host(conn.recv(timeout_ms))
+            return Message.from_host(conn.recv(_host.timeout_ms(timeout_ms)))
         except _host.Err as e:
             raise request_error(e.value) from None
 
-    def ws_await_recv(self, expected: str, timeout_ms: int = 0, name: str = "") -> None:
+    def ws_await_recv(self, expected: str, timeout_ms: Optional[int] = None, name: str = "") -> None:
         """Receives until the text message ``expected`` arrives, dropping others; the timeout
-        covers the whole wait (0: the load test's default). Metric ``ws_await_recv``."""
+        covers the whole wait (None: the load test's receive timeout). Metric ``ws_await_recv``."""
         conn = self._connection(name)
         try:
-            conn.await_recv(_host.websocket.Message_Text(expected), timeout_ms)
+            conn.await_recv(_host.websocket.Message_Text(expected), _host.timeout_ms(timeout_ms))
         except _host.Err as e:
             raise request_error(e.value) from None
 

@@ -117,6 +117,7 @@ class Tests(unittest.TestCase):
         kinds = [c[0] for c in fake.calls]
         self.assertEqual(kinds.count("send_text"), 3)
         self.assertEqual(kinds.count("await_recv"), 3)
+        self.assertIn(("await_recv", "pong", None), fake.calls, "no timeout given: none, the default")
         self.assertEqual([c for c in fake.calls if c[0] == "trace_begin"], [("trace_begin", "call ping_pong")] * 3)
         self.assertEqual(kinds[-2:], ["close", "drop"], "a peer-closed close is not an error")
 
@@ -141,7 +142,7 @@ class Tests(unittest.TestCase):
 
         with self.assertRaises(Err) as e:
             world(Missing).run()
-        self.assertEqual(e.exception.value, types.ScenarioError_Failed("config a.b: missing value at no config value at `a.b`"))
+        self.assertEqual(e.exception.value, types.ScenarioError_Failed("no config value at `a.b`"))
 
         class Refused(chaperon.Scenario):
             def run(self, s):

@@ -110,12 +110,12 @@ pub fn describe_request_error(e: &RequestError) -> String {
     }
 }
 
-/// `Error::State` for a failed lookup of `what` (e.g. `config ping_pong.iterations`).
-pub(crate) fn state_error(what: &str, e: StateError) -> Error {
+/// `Error::State` for a failed lookup of `what` (e.g. `config ping_pong.iterations`). The
+/// host's text is one sentence that names the path (`no config value at `a.b` ...`), so it is
+/// shown as it is.
+pub(crate) fn state_error(_what: &str, e: StateError) -> Error {
     Error::State(match e {
-        StateError::Missing(path) => format!("{what}: missing value at {path}"),
-        StateError::Invalid(why) => format!("{what}: invalid: {why}"),
-        StateError::Exhausted(set) => format!("{what}: data set exhausted: {set}"),
+        StateError::Missing(m) | StateError::Invalid(m) | StateError::Exhausted(m) => m,
     })
 }
 

@@ -148,7 +148,8 @@ impl Request {
         self
     }
 
-    /// Adds `min..=max` to the statuses that count as success (default: 200-399).
+    /// Adds `min..=max` to the statuses that count as success: 200-399 always count, and
+    /// each call adds a range (it never narrows the default). [`Response::ok`] follows it.
     pub fn expect_status(mut self, min: u16, max: u16) -> Self {
         self.inner.options.expect.push(StatusRange { min, max });
         self

@@ -496,25 +496,25 @@ impl Session {
     /// Waits (up to the host's default timeout) for every child registered under `task`;
     /// returns their results in order, or the first child failure as [`Error::Flow`].
     pub fn await_task(&mut self, task: &str) -> Result<Vec<Value>> {
-        self.await_task_timeout(task, 0)
+        collect_children(&format!("await_task {task}"), host::await_task(task, None))
     }
 
-    /// Like [`await_task`](Session::await_task) with a timeout (0: the host's default).
+    /// Like [`await_task`](Session::await_task), waiting at most `timeout_ms`.
     pub fn await_task_timeout(&mut self, task: &str, timeout_ms: u32) -> Result<Vec<Value>> {
         collect_children(
             &format!("await_task {task}"),
-            host::await_task(task, timeout_ms),
+            host::await_task(task, Some(timeout_ms)),
         )
     }
 
     /// Waits (up to the host's default timeout) for every child of this session.
     pub fn await_all(&mut self) -> Result<Vec<Value>> {
-        self.await_all_timeout(0)
+        collect_children("await_all", host::await_all(None))
     }
 
-    /// Like [`await_all`](Session::await_all) with a timeout (0: the host's default).
+    /// Like [`await_all`](Session::await_all), waiting at most `timeout_ms`.
     pub fn await_all_timeout(&mut self, timeout_ms: u32) -> Result<Vec<Value>> {
-        collect_children("await_all", host::await_all(timeout_ms))
+        collect_children("await_all", host::await_all(Some(timeout_ms)))
     }
 
     /// Sends `value` to every child registered under `task`.
@@ -529,31 +529,37 @@ impl Session {
         host::signal_parent(&value).map_err(|e| flow_error("signal_parent", e))
     }
 
-    /// Waits up to `timeout_ms` (0: the host's default) for a signal equal to `expected`;
-    /// other signals stay queued.
+    /// Waits up to `timeout_ms` (`None`: the load test's receive timeout) for a signal equal
+    /// to `expected`; other signals stay queued.
     ///
     /// ```no_run
     /// # use chaperon_sdk::prelude::*;
     /// # fn f(s: &mut Session) -> Result {
-    /// s.await_signal("go", 5_000)?;
+    /// s.await_signal("go", Some(5_000))?;
     /// # Ok(()) }
     /// ```
-    pub fn await_signal(&mut self, expected: impl Serialize, timeout_ms: u32) -> Result<Value> {
+    pub fn await_signal(
+        &mut self,
+        expected: impl Serialize,
+        timeout_ms: Option<u32>,
+    ) -> Result<Value> {
         let expected = to_json(&expected)?;
         let value = host::await_signal(Some(&expected), timeout_ms)
             .map_err(|e| flow_error("await_signal", e))?;
         from_json("signal", &value)
     }
 
-    /// Waits up to `timeout_ms` (0: the host's default) for any signal and returns it.
-    pub fn await_any_signal(&mut self, timeout_ms: u32) -> Result<Value> {
+    /// Waits up to `timeout_ms` (`None`: the load test's receive timeout) for any signal and
+    /// returns it.
+    pub fn await_any_signal(&mut self, timeout_ms: Option<u32>) -> Result<Value> {
         let value =
             host::await_signal(None, timeout_ms).map_err(|e| flow_error("await_any_signal", e))?;
         from_json("signal", &value)
     }
 
     /// Runs the scenario `name` of this load test as a nested session and waits for it.
-    /// `config` is merged over this session's config when `merge` is true, else replaces it.
+    /// Its config: the named scenario's own config from the load-test file, then this
+    /// session's config when `merge` is true, then `config` (the rule sequences follow).
     /// The nested scenario's assigns are merged back into this session and also returned.
     pub fn run_scenario(
         &mut self,

@@ -126,36 +126,41 @@ impl Session {
     }
 
     /// The next message on the default connection, waiting at most `timeout_ms`
-    /// (0: the load test's default).
+    /// (`None`: the load test's receive timeout).
     ///
     /// ```no_run
     /// # use chaperon_sdk::prelude::*;
     /// # fn f(s: &mut Session) -> Result {
-    /// match s.ws_recv(1_000)? {
+    /// match s.ws_recv(Some(1_000))? {
     ///     Message::Text(text) => s.log_info(format!("got {text}")),
     ///     Message::Binary(data) => s.log_info(format!("got {} bytes", data.len())),
     ///     Message::Close((code, reason)) => s.log_warn(format!("closed: {code} {reason}")),
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn ws_recv(&mut self, timeout_ms: u32) -> Result<Message> {
+    pub fn ws_recv(&mut self, timeout_ms: Option<u32>) -> Result<Message> {
         self.ws_recv_from("", timeout_ms)
     }
 
     /// The next message on the connection `name`.
-    pub fn ws_recv_from(&mut self, name: &str, timeout_ms: u32) -> Result<Message> {
+    pub fn ws_recv_from(&mut self, name: &str, timeout_ms: Option<u32>) -> Result<Message> {
         Ok(self.connection(name)?.recv(timeout_ms)?)
     }
 
     /// Receives on the default connection until the text message `expected` arrives, dropping
     /// others, within the load test's default receive timeout.
     pub fn ws_await_recv(&mut self, expected: &str) -> Result {
-        self.ws_await_recv_from("", expected, 0)
+        self.ws_await_recv_from("", expected, None)
     }
 
     /// Receives on the connection `name` until the text message `expected` arrives, dropping
-    /// others; `timeout_ms` covers the whole wait (0: the load test's default).
-    pub fn ws_await_recv_from(&mut self, name: &str, expected: &str, timeout_ms: u32) -> Result {
+    /// others; `timeout_ms` covers the whole wait (`None`: the load test's receive timeout).
+    pub fn ws_await_recv_from(
+        &mut self,
+        name: &str,
+        expected: &str,
+        timeout_ms: Option<u32>,
+    ) -> Result {
         let expected = Message::Text(expected.to_owned());
         Ok(self.connection(name)?.await_recv(&expected, timeout_ms)?)
     }

@@ -2,7 +2,7 @@
 //! against it. Works from any directory: the component is found next to the binary's build
 //! tree or the source tree, or the error says how to build it.
 
-use super::{chaperon_target, fail, run_plan};
+use super::{fail, run_plan};
 use crate::cli::{DemoArgs, RunArgs};
 use crate::plan::RunPlan;
 use std::path::{Path, PathBuf};
@@ -17,10 +17,12 @@ pub async fn run(args: &DemoArgs) -> i32 {
         Err(e) => return fail(e),
     };
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let server = match chaperon_target::TargetServer::start(listen, Default::default()).await {
-        Ok(s) => s,
-        Err(e) => return fail(format!("cannot start the demo target: {e}")),
-    };
+    // Its own thread and runtime: the load generator in this process must not starve it.
+    let server =
+        match chaperon_target::TargetServer::start_on_own_runtime(listen, Default::default()) {
+            Ok(s) => s,
+            Err(e) => return fail(format!("cannot start the demo target: {e}")),
+        };
     println!(
         "demo target on {}; running {} pingpong sessions x {} iterations, each in its own wasm instance",
         server.base_url(),
@@ -78,7 +80,7 @@ fn find_component(given: Option<&Path>) -> Result<PathBuf, String> {
         .find(|p| p.exists())
         .ok_or_else(|| {
             format!(
-                "the pingpong component is not built; run `bash scripts/build-guests --rust-only` in {} (or pass --component PATH)",
+                "the pingpong component is not built; run `bash scripts/build-guests --only rust` in {} (or pass --component PATH)",
                 source_root.canonicalize().unwrap_or(source_root).display()
             )
         })

@@ -1,12 +1,11 @@
 //! The commands behind the binary: each returns an exit code, and every failure is one line.
 //!
-//! Exit codes: 0 ok, 1 usage/config/load error, 2 run failed (a session did not complete),
-//! 99 thresholds failed (reserved), 130 interrupted (the report is still written).
+//! Exit codes: 0 ok (also when the planned end of the test cut sessions, or sessions aborted
+//! deliberately), 1 usage/config/load error, 2 a session failed, 99 thresholds failed
+//! (reserved), 130 stopped from outside by Ctrl-C (the report is still written).
 
 pub mod bench;
 mod demo;
-mod tmp_target;
-use tmp_target as chaperon_target;
 
 use crate::cli::{Cli, Command, RunArgs};
 use crate::plan::{self, RunPlan};

@@ -50,7 +50,8 @@ pub struct ConnectTimings {
 }
 
 /// Connects to `url`'s origin within `timeout` (DNS + TCP + TLS together), after the policy
-/// allowed the URL and each address.
+/// allowed the URL and each address. The timeout starts once the run's connect gate lets
+/// the connect proceed.
 pub async fn connect(
     net: &NetConfig,
     url: &url::Url,
@@ -58,6 +59,7 @@ pub async fn connect(
 ) -> Result<(NetStream, ConnectTimings), RequestError> {
     net.policy.check_url(url)?;
     let origin = Origin::of(url)?;
+    let _slot = net.gate.enter().await;
     match tokio::time::timeout(timeout, phases(net, &origin)).await {
         Ok(r) => r,
         Err(_) => Err(RequestError::ConnectTimeout),

@@ -78,7 +78,10 @@ mod tests {
         let jar = Cookies::default();
         let a = url("http://127.0.0.1:1/login");
         jar.store(&a, ["sid=1; Path=/", "scoped=2; Path=/api"].into_iter());
-        assert_eq!(jar.header_for(&url("http://127.0.0.1:1/x")).unwrap(), "sid=1");
+        assert_eq!(
+            jar.header_for(&url("http://127.0.0.1:1/x")).unwrap(),
+            "sid=1"
+        );
         let api = jar.header_for(&url("ws://127.0.0.1:1/api/ws")).unwrap();
         assert!(api.contains("sid=1") && api.contains("scoped=2"), "{api}");
         assert_eq!(jar.header_for(&url("http://localhost:1/x")), None);

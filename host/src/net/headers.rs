@@ -22,7 +22,10 @@ pub const FORBIDDEN: [&str; 13] = [
 ];
 
 /// Checks one guest header and converts it for the wire.
-pub fn check(name: &str, value: &str) -> Result<(http::HeaderName, http::HeaderValue), RequestError> {
+pub fn check(
+    name: &str,
+    value: &str,
+) -> Result<(http::HeaderName, http::HeaderValue), RequestError> {
     if FORBIDDEN.iter().any(|f| name.eq_ignore_ascii_case(f)) {
         return Err(RequestError::Invalid(format!(
             "header `{}` is set by the host and may not be set by a scenario",

@@ -73,16 +73,28 @@ impl HttpClient {
 
     /// Sends and follows up to `follow-redirects` hops (at most the run's cap); 303 (and
     /// 301/302 after a POST) become GET. Every hop passes the policy again.
-    async fn follow(&mut self, net: &NetConfig, mut request: Request, mut url: url::Url) -> Result<Response, RequestError> {
+    async fn follow(
+        &mut self,
+        net: &NetConfig,
+        mut request: Request,
+        mut url: url::Url,
+    ) -> Result<Response, RequestError> {
         let started = Instant::now();
-        let mut hops_left = request.options.follow_redirects.unwrap_or(0).min(net.max_redirects);
+        let mut hops_left = request
+            .options
+            .follow_redirects
+            .unwrap_or(0)
+            .min(net.max_redirects);
         loop {
             let mut response = self.exchange(net, &request, &url).await?;
             match redirect_location(&response) {
                 Some(loc) if hops_left > 0 => {
                     hops_left -= 1;
                     url = url.join(&loc).map_err(|e| {
-                        RequestError::Protocol(format!("bad redirect `{}`: {e}", crate::util::escape(&loc)))
+                        RequestError::Protocol(format!(
+                            "bad redirect `{}`: {e}",
+                            crate::util::escape(&loc)
+                        ))
                     })?;
                     net.policy.check_url(&url)?;
                     if response.status == 303
@@ -102,7 +114,12 @@ impl HttpClient {
     }
 
     /// One request/response on one connection.
-    async fn exchange(&mut self, net: &NetConfig, request: &Request, url: &url::Url) -> Result<Response, RequestError> {
+    async fn exchange(
+        &mut self,
+        net: &NetConfig,
+        request: &Request,
+        url: &url::Url,
+    ) -> Result<Response, RequestError> {
         let http_request = build_request(net, &self.cookies, request, url)?;
         let (mut conn, mut timings) = self.checkout(net, url).await?;
         let (sent0, recv0) = conn.counters.read();
@@ -142,7 +159,11 @@ impl HttpClient {
 
     /// Takes an idle connection to `url`'s origin or opens one within the connection cap,
     /// closing an idle connection to another origin to make room.
-    async fn checkout(&mut self, net: &NetConfig, url: &url::Url) -> Result<(Conn, Timings), RequestError> {
+    async fn checkout(
+        &mut self,
+        net: &NetConfig,
+        url: &url::Url,
+    ) -> Result<(Conn, Timings), RequestError> {
         let origin = Origin::of(url)?;
         while let Some(mut conn) = self.idle.get_mut(&origin).and_then(Vec::pop) {
             if conn.sender.ready().await.is_ok() {
@@ -164,9 +185,10 @@ impl HttpClient {
         };
         let (stream, t) = connect(net, url, net.connect_timeout).await?;
         let counters = stream.counters();
-        let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| hyper_error(&e))?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| hyper_error(&e))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -176,7 +198,14 @@ impl HttpClient {
             tls_us: t.tls_us,
             ..no_timings()
         };
-        Ok((Conn { sender, counters, _permit: permit }, timings))
+        Ok((
+            Conn {
+                sender,
+                counters,
+                _permit: permit,
+            },
+            timings,
+        ))
     }
 
     /// Sends `requests` in parallel, at most `http_connections` at a time; results in order.
@@ -298,7 +327,10 @@ fn build_request(
         .method(method_str(request.method))
         .uri(path)
         .header(http::header::HOST, host)
-        .header(http::header::USER_AGENT, concat!("chaperon/", env!("CARGO_PKG_VERSION")))
+        .header(
+            http::header::USER_AGENT,
+            concat!("chaperon/", env!("CARGO_PKG_VERSION")),
+        )
         .header(http::header::ACCEPT, "*/*");
     let mut has_content_type = false;
     for (name, value) in &request.headers {
@@ -315,7 +347,8 @@ fn build_request(
     if let Some((user, pass)) = &request.options.basic_auth {
         b = b.header(http::header::AUTHORIZATION, basic_auth(user, pass));
     }
-    b.body(Full::new(body)).map_err(|e| RequestError::Invalid(e.to_string()))
+    b.body(Full::new(body))
+        .map_err(|e| RequestError::Invalid(e.to_string()))
 }
 
 fn basic_auth(user: &str, pass: &str) -> String {
@@ -336,7 +369,10 @@ fn body_bytes(body: &Body, max: usize) -> Result<(Bytes, Option<&'static str>), 
             let encoded = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(fields.iter())
                 .finish();
-            (Bytes::from(encoded), Some("application/x-www-form-urlencoded"))
+            (
+                Bytes::from(encoded),
+                Some("application/x-www-form-urlencoded"),
+            )
         }
     };
     if bytes.len() > max {
@@ -347,7 +383,10 @@ fn body_bytes(body: &Body, max: usize) -> Result<(Bytes, Option<&'static str>), 
 
 /// Reads the body; beyond `cap` bytes the rest is read and discarded (so the connection stays
 /// usable) and the response is flagged truncated.
-async fn read_body(mut body: hyper::body::Incoming, cap: usize) -> Result<(Vec<u8>, bool), RequestError> {
+async fn read_body(
+    mut body: hyper::body::Incoming,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), RequestError> {
     let mut out = Vec::new();
     let mut truncated = false;
     while let Some(frame) = body.frame().await {
@@ -363,7 +402,12 @@ async fn read_body(mut body: hyper::body::Incoming, cap: usize) -> Result<(Vec<u
 
 fn header_list(h: &http::HeaderMap) -> Vec<(String, String)> {
     h.iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -396,7 +440,10 @@ mod tests {
         assert!(!is_expected(404, &[]));
         let also_404 = [StatusRange { min: 404, max: 404 }];
         assert!(is_expected(404, &also_404));
-        assert!(is_expected(204, &also_404), "the default 200–399 still holds");
+        assert!(
+            is_expected(204, &also_404),
+            "the default 200–399 still holds"
+        );
         assert!(!is_expected(500, &also_404));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod connect;
 pub mod cookies;
+pub mod gate;
 pub mod headers;
 pub mod http;
 pub mod policy;
@@ -24,6 +25,8 @@ pub struct NetConfig {
     pub base_url: Option<::url::Url>,
     pub tls: Arc<rustls::ClientConfig>,
     pub policy: Arc<dyn policy::Policy>,
+    /// The run's connect gate (shared by every scenario).
+    pub gate: Arc<gate::ConnectGate>,
     /// TCP connect + TLS (+ WebSocket handshake) deadline.
     pub connect_timeout: Duration,
     /// Deadline of one HTTP request unless the request sets its own.

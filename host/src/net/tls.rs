@@ -96,4 +96,3 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCertificate {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
-

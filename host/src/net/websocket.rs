@@ -65,15 +65,13 @@ pub async fn connect(
         .write_buffer_size(0)
         .max_message_size(Some(net.max_ws_message))
         .max_frame_size(Some(MAX_FRAME));
-    let open = async {
-        let (stream, _) = super::connect::connect(net, url, timeout).await?;
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-            .await
-            .map_err(|e| ws_error(&e))
-    };
-    let (ws, response) = tokio::time::timeout(timeout, open)
+    // The connect (after the run's connect gate) and the handshake each get `timeout`.
+    let (stream, _) = super::connect::connect(net, url, timeout).await?;
+    let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
+    let (ws, response) = tokio::time::timeout(timeout, handshake)
         .await
-        .map_err(|_| RequestError::ConnectTimeout)??;
+        .map_err(|_| RequestError::ConnectTimeout)?
+        .map_err(|e| ws_error(&e))?;
     cookies.store(
         url,
         response

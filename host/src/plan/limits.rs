@@ -23,7 +23,7 @@ pub struct Limits {
     /// Deadline of TCP connect + TLS + WebSocket handshake.
     #[serde(with = "humantime_serde_compat")]
     pub connect_timeout: Duration,
-    /// Default wait of a WebSocket receive when the scenario passes 0.
+    /// Default wait of a WebSocket receive or a signal when the scenario gives no timeout.
     #[serde(with = "humantime_serde_compat")]
     pub recv_timeout: Duration,
     /// How long running sessions may finish after Ctrl-C or the end of the test.
@@ -53,6 +53,9 @@ pub struct Limits {
     pub log_lines_per_sec: u32,
     /// Redirect hops one request may follow, whatever it asks for.
     pub max_redirects: u32,
+    /// Connections being established at once in the whole run (DNS + TCP + TLS); more queue in
+    /// the generator before their connect timeout starts, and the report counts them.
+    pub max_connecting: u32,
 }
 
 impl Default for Limits {
@@ -75,6 +78,7 @@ impl Default for Limits {
             ws_queue: 1024,
             log_lines_per_sec: 100,
             max_redirects: 10,
+            max_connecting: 256,
         }
     }
 }

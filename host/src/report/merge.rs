@@ -22,7 +22,6 @@ impl Report {
         let provenance = merge_provenance(reports);
         Report::build(&set, duration_secs, sessions, provenance)
     }
-
 }
 
 /// Provenance of a merged report: components deduplicated by (sha256, scenario), the earliest
@@ -64,4 +63,3 @@ fn merge_provenance(reports: &[Report]) -> Provenance {
         merged_from: reports.iter().map(|r| r.provenance.merged_from).sum(),
     }
 }
-

@@ -135,7 +135,7 @@ fn metric_row(name: &str, stats: &MetricStats) -> Vec<String> {
 
 /// "850µs" below 1 ms, "12.34ms" below 1 s, else "1.23s"; unit chosen after rounding so
 /// 999.996 ms prints as "1.00s", not "1000.00ms".
-fn format_micros(micros: f64) -> String {
+pub(super) fn format_micros(micros: f64) -> String {
     if micros.round() < 1_000.0 {
         return format!("{micros:.0}µs");
     }
@@ -175,4 +175,3 @@ fn render_row(cells: &[String], widths: &[usize]) -> String {
     }
     line.trim_end().to_owned()
 }
-

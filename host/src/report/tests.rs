@@ -1,4 +1,4 @@
-
+use super::summary::format_micros;
 use super::*;
 use crate::metrics::Recorder;
 use serde_json::json;
@@ -58,8 +58,7 @@ fn build(recorder: &Recorder, duration: f64) -> Result<Report, ReportError> {
 }
 
 #[test]
-fn build_computes_stats_and_round_trips_through_json() -> Result<(), Box<dyn std::error::Error>>
-{
+fn build_computes_stats_and_round_trips_through_json() -> Result<(), Box<dyn std::error::Error>> {
     let recorder = Recorder::new(2);
     record_all(&recorder, 1..=1000);
     let report = build(&recorder, 10.0)?;
@@ -158,8 +157,7 @@ fn merge_rejects_empty_input_and_corrupt_histograms() -> Result<(), ReportError>
 }
 
 #[test]
-fn write_and_read_json_round_trip_and_check_version() -> Result<(), Box<dyn std::error::Error>>
-{
+fn write_and_read_json_round_trip_and_check_version() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("chaperon-report-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("report.json");
@@ -253,8 +251,8 @@ fn summary_table_has_rows_sessions_checks_and_failures() -> Result<(), ReportErr
     assert_eq!(
         header,
         [
-            "metric", "count", "errors", "min", "mean", "p50", "p90", "p95", "p99", "p99.9",
-            "max", "rate"
+            "metric", "count", "errors", "min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max",
+            "rate"
         ]
     );
     let row: Vec<&str> = lines[1].split_whitespace().collect();

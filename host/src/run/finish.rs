@@ -55,3 +55,26 @@ pub fn report(
     };
     Report::build(&recorder.snapshot(), duration, sessions, provenance)
 }
+
+/// Report counter of connects that waited at the run's connect gate.
+pub const CONNECTS_QUEUED: &str = "connects_queued";
+
+/// Puts a connect storm on the record: the count under [`CONNECTS_QUEUED`] and a warning that
+/// names the longest wait and the limit to raise.
+pub fn connect_queue(
+    report: &mut Report,
+    stats: crate::net::gate::GateStats,
+    limits: &crate::plan::limits::Limits,
+) -> Option<String> {
+    if stats.queued == 0 {
+        return None;
+    }
+    report.counters.insert(CONNECTS_QUEUED.into(), stats.queued);
+    Some(format!(
+        "{} connection(s) queued in the generator for a connect slot (longest wait {} ms; \
+         at most {} connect at once: raise [limits] max_connecting to allow more)",
+        stats.queued,
+        stats.max_wait_us / 1000,
+        limits.max_connecting
+    ))
+}

@@ -4,6 +4,7 @@
 use super::RunError;
 use crate::metrics::Sink;
 use crate::net::NetConfig;
+use crate::net::gate::ConnectGate;
 use crate::net::policy::AllowAll;
 use crate::plan::{RunPlan, ScenarioKind, ScenarioPlan};
 use crate::sandbox::loader::{self, LoadError, Preflight};
@@ -23,6 +24,10 @@ pub struct Env<'a> {
     pub epoch: Arc<AtomicU64>,
     pub sink: Sink,
     pub child_slots: Arc<Semaphore>,
+    /// Instantiations allowed at once.
+    pub instantiations: usize,
+    /// The run's connect gate.
+    pub gate: Arc<ConnectGate>,
 }
 
 /// What a scenario's sessions run.
@@ -39,12 +44,13 @@ pub struct Loaded {
 }
 
 /// The network settings of one scenario's sessions.
-fn net_config(plan: &RunPlan, sp: &ScenarioPlan) -> NetConfig {
+fn net_config(plan: &RunPlan, sp: &ScenarioPlan, gate: &Arc<ConnectGate>) -> NetConfig {
     let l = &plan.limits;
     NetConfig {
         base_url: sp.base_url.clone(),
         tls: plan.tls.clone(),
         policy: Arc::new(AllowAll),
+        gate: gate.clone(),
         connect_timeout: l.connect_timeout,
         request_timeout: l.request_timeout,
         http_connections: l.http_connections,
@@ -68,6 +74,7 @@ pub async fn scenarios(
         data: plan.data.clone(),
         registry: OnceLock::new(),
         child_slots: env.child_slots.clone(),
+        instantiating: Semaphore::new(env.instantiations),
     });
     let mut components: BTreeMap<String, Arc<ScenarioRt>> = BTreeMap::new();
     let with_component = plan.scenarios.iter().filter(|s| s.component().is_some());
@@ -84,7 +91,7 @@ pub async fn scenarios(
             name: sp.name.as_str().into(),
             config: sp.config.clone(),
             limits: plan.limits.clone(),
-            net: Arc::new(net_config(plan, sp)),
+            net: Arc::new(net_config(plan, sp, &env.gate)),
             sink: env.sink.clone(),
             epoch: env.epoch.clone(),
             log_level: plan.log_level,

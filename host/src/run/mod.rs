@@ -12,11 +12,12 @@ mod load;
 mod schedule;
 
 use crate::metrics::{Recorder, Sink};
+use crate::net::gate::ConnectGate;
+use crate::plan::limits::{self, SystemLimits};
 use crate::plan::{Output, RunPlan};
 use crate::report::{self, Report};
 use crate::sandbox::engine::{self, EngineSettings, EpochTicker};
 use crate::sandbox::loader::{self, LoadError};
-use crate::plan::limits::{self, SystemLimits};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{Semaphore, watch};
@@ -102,15 +103,16 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         n => n,
     };
     let capacity = limits::capacity(wanted, 1, &SystemLimits::probe());
+    let (options_progress, capacity_warnings) = (options.progress, capacity.warnings.len());
     if options.progress {
         for w in &capacity.warnings {
             eprintln!("warning: {w}");
         }
     }
-    let shape = preflights
-        .iter()
-        .map(|p| p.shape)
-        .fold(engine::ComponentShape::default(), engine::ComponentShape::max);
+    let shape = preflights.iter().map(|p| p.shape).fold(
+        engine::ComponentShape::default(),
+        engine::ComponentShape::max,
+    );
     let child_slots = plan.limits.child_slots;
     let engine = engine::build_engine(&EngineSettings {
         slots: capacity.slots.saturating_add(child_slots),
@@ -125,6 +127,8 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         epoch: ticker.epoch(),
         sink: Sink::new(recorder.clone()),
         child_slots: Arc::new(Semaphore::new(child_slots as usize)),
+        instantiations: 2 * worker_threads(),
+        gate: Arc::new(ConnectGate::new(plan.limits.max_connecting)),
     };
     let scenarios = load::scenarios(plan, &preflights, &env).await?;
     let started_at = std::time::SystemTime::now();
@@ -135,12 +139,30 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
     load::run_teardown(plan, &scenarios, setup).await;
     let duration = start.elapsed().as_secs_f64();
     drop(ticker);
-    let report = finish::report(plan, &preflights, &recorder, &ended.sessions, duration, started_at)?;
+    let mut report = finish::report(
+        plan,
+        &preflights,
+        &recorder,
+        &ended.sessions,
+        duration,
+        started_at,
+    )?;
+    let mut warnings = capacity.warnings;
+    warnings.extend(finish::connect_queue(
+        &mut report,
+        env.gate.stats(),
+        &plan.limits,
+    ));
+    if options_progress {
+        for w in warnings.iter().skip(capacity_warnings) {
+            eprintln!("warning: {w}");
+        }
+    }
     Ok(RunOutcome {
         report,
         interrupted: ended.interrupted,
         cut_by_plan: ended.cut_by_plan,
-        warnings: capacity.warnings,
+        warnings,
     })
 }
 

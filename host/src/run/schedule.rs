@@ -95,8 +95,7 @@ impl SessionJob {
     /// Waits the scenario's start delay, then runs the session to its end.
     async fn run(&self, identity: SessionIdentity) -> SessionEnd {
         let jitter = u32::try_from(self.plan.random_start_delay.as_millis()).unwrap_or(u32::MAX);
-        let delay =
-            self.plan.start_delay + Duration::from_millis(u64::from(random_below(jitter)));
+        let delay = self.plan.start_delay + Duration::from_millis(u64::from(random_below(jitter)));
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }

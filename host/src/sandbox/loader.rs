@@ -4,9 +4,9 @@
 //! panics on hostile bytes. The checks run in order of cost: file → magic → layer (core module or
 //! component) → structure (wasmparser) → world (imports and exports) → compile (wasmtime).
 
+use super::engine::ComponentShape;
 use crate::util::first_line;
 use crate::wit::{WIT_PACKAGE, WIT_VERSION};
-use super::engine::ComponentShape;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -209,12 +209,8 @@ pub fn spread(
             let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
             let family = Family::child(parent_tx.clone(), Inbox::from_parts(tx, rx));
             let id = format!("{}.{}", seed.parent_id, base + i + 1);
-            let (seed, function, args, metric) = (
-                seed.clone(),
-                function.clone(),
-                args.clone(),
-                metric.clone(),
-            );
+            let (seed, function, args, metric) =
+                (seed.clone(), function.clone(), args.clone(), metric.clone());
             joins.push(Some(tokio::spawn(async move {
                 let r = run_child(seed, id, family, &metric, function, args).await;
                 drop((permit, pool));
@@ -323,7 +319,10 @@ async fn collect(
     out
 }
 
-async fn join_one(mut join: JoinHandle<ChildResult>, deadline: Deadline) -> Result<String, FlowError> {
+async fn join_one(
+    mut join: JoinHandle<ChildResult>,
+    deadline: Deadline,
+) -> Result<String, FlowError> {
     match deadline.race(&mut join).await {
         Some(Ok(r)) => r.map_err(FlowError::ChildFailed),
         Some(Err(e)) => Err(FlowError::ChildFailed(e.to_string())),
@@ -333,4 +332,3 @@ async fn join_one(mut join: JoinHandle<ChildResult>, deadline: Deadline) -> Resu
         }
     }
 }
-

@@ -120,7 +120,13 @@ pub async fn run(scenario: &Arc<ScenarioRt>, seed: Seed) -> Finished {
     };
     let deadline = seed.deadline;
     let mut store = new_store(scenario, pre.engine(), seed);
-    let instance = match deadline.enforce(pre.instantiate_async(&mut store)).await {
+    let instantiate = async {
+        let _turn = scenario.run.instantiating.acquire().await;
+        // The wait for a turn is not the guest's CPU time: its budget starts now.
+        store.data_mut().sandbox.cpu.reset();
+        pre.instantiate_async(&mut store).await
+    };
+    let instance = match deadline.enforce(instantiate).await {
         Some(Ok(i)) => i,
         Some(Err(e)) => {
             let end = store.data().sandbox.instantiate_error(&e);
@@ -135,12 +141,17 @@ pub async fn run(scenario: &Arc<ScenarioRt>, seed: Seed) -> Finished {
     };
     if deadline.passed() && end.runs_teardown() {
         end = SessionEnd::Timeout;
-        store.data_mut().set_deadline(Deadline::after(TEARDOWN_GRACE));
+        store
+            .data_mut()
+            .set_deadline(Deadline::after(TEARDOWN_GRACE));
     }
     if end.runs_teardown() {
         let window = store.data().session.deadline;
         let teardown = window.enforce(teardown(&instance, &mut store)).await;
-        if let (true, Some(e)) = (end.is_completed(), teardown.unwrap_or(Some(SessionEnd::Timeout))) {
+        if let (true, Some(e)) = (
+            end.is_completed(),
+            teardown.unwrap_or(Some(SessionEnd::Timeout)),
+        ) {
             end = e;
         }
     }
@@ -193,10 +204,10 @@ pub async fn invoke(
     let deadline = seed.deadline;
     let mut store = new_store(scenario, pre.engine(), seed);
     let body = async {
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| store.data().sandbox.instantiate_error(&e))?;
+        let turn = scenario.run.instantiating.acquire().await;
+        let instance = pre.instantiate_async(&mut store).await;
+        drop(turn);
+        let instance = instance.map_err(|e| store.data().sandbox.instantiate_error(&e))?;
         store.data_mut().sandbox.cpu.reset();
         let out = match instance.call_invoke(&mut store, function, &args).await {
             Ok(Ok(json)) => Ok(json),

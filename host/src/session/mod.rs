@@ -22,9 +22,7 @@ pub fn report_dropped_logs(session: &mut state::SessionCtx) {
     if n > 0 && session.scenario.log_level <= crate::plan::LogLevel::Warn {
         eprintln!(
             "[warn] {} {} | {n} log line(s) dropped (over {}/s)",
-            session.identity.id,
-            session.scenario.name,
-            session.scenario.limits.log_lines_per_sec
+            session.identity.id, session.scenario.name, session.scenario.limits.log_lines_per_sec
         );
     }
 }

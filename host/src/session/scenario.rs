@@ -23,6 +23,11 @@ pub struct RunCtx {
     pub registry: OnceLock<BTreeMap<String, Weak<ScenarioRt>>>,
     /// Pool slots for children and nested scenarios; taken without waiting.
     pub child_slots: Arc<Semaphore>,
+    /// Instantiations in progress at once. A storm of session starts (each instantiation is
+    /// CPU work on a runtime worker) queues here instead of starving the I/O of sessions that
+    /// already run, whose connect and receive timeouts would otherwise fire because the
+    /// generator was busy.
+    pub instantiating: Semaphore,
 }
 
 /// One scenario of the run, ready to start sessions.

@@ -2,13 +2,13 @@
 //! client (which passes the network checkpoint), hand the outcome to the metrics sink.
 
 use super::Wt;
-use std::time::Duration;
 use crate::metrics::MetricKey;
 use crate::net::http::method_str;
 use crate::net::url::resolve;
 use crate::session::state::HttpCtx;
 use crate::wit::RequestError;
 use crate::wit::http::{self, Request, Response};
+use std::time::Duration;
 
 /// A request with its URL resolved and its metric key named.
 struct Prepared {
@@ -68,11 +68,18 @@ impl http::Host for HttpCtx {
             }
         }
         let cap = cap.unwrap_or_default();
-        let mut sent = self.client.batch(&self.net, sendable, cap).await.into_iter();
+        let mut sent = self
+            .client
+            .batch(&self.net, sendable, cap)
+            .await
+            .into_iter();
         self.mark.host_returned();
         let out: Vec<_> = results
             .into_iter()
-            .map(|r| r.or_else(|| sent.next()).unwrap_or(Err(RequestError::Interrupted)))
+            .map(|r| {
+                r.or_else(|| sent.next())
+                    .unwrap_or(Err(RequestError::Interrupted))
+            })
             .collect();
         for (key, r) in keys.iter().zip(&out) {
             self.sink.http(key, r);

@@ -21,7 +21,9 @@ enum Store {
 impl Store {
     fn missing(self, path: &str) -> String {
         match self {
-            Store::Config => format!("no config value at `{path}`"),
+            Store::Config => format!(
+                "no config value at `{path}` (set it in the load-test file's config or with --config {path}=VALUE)"
+            ),
             Store::Assigns => format!("nothing assigned at `{path}`"),
         }
     }
@@ -195,7 +197,14 @@ impl session::Host for SessionCtx {
         interval_ms: u32,
         task: String,
     ) -> Wt<Result<(), FlowError>> {
-        Ok(children::spread(self, function, args, count, interval_ms, task))
+        Ok(children::spread(
+            self,
+            function,
+            args,
+            count,
+            interval_ms,
+            task,
+        ))
     }
 
     async fn await_task(

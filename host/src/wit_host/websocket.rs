@@ -11,7 +11,7 @@ use crate::net::url::resolve;
 use crate::net::websocket::{self as ws, WsConnection};
 use crate::session::state::WsCtx;
 use crate::wit::RequestError;
-use crate::wit::websocket::{self, Connection, ConnectOptions, Message};
+use crate::wit::websocket::{self, ConnectOptions, Connection, Message};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message as WireMessage;
 use wasmtime::component::Resource;
@@ -129,7 +129,8 @@ impl websocket::HostConnection for WsCtx {
             None => Err(RequestError::Timeout),
         };
         self.mark.host_returned();
-        self.sink.action(&MetricKey::fixed(WS_AWAIT_RECV), start, &r);
+        self.sink
+            .action(&MetricKey::fixed(WS_AWAIT_RECV), start, &r);
         Ok(r)
     }
 

@@ -34,6 +34,9 @@ impl Scenario for Evil {
     }
 
     fn teardown(s: &mut Session) -> Result {
+        if s.config_or("evil.mark_teardown", false) {
+            s.record("teardown_ran", 1);
+        }
         Self::in_phase(s, "teardown")
     }
 
@@ -96,6 +99,7 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             Ok(())
         }
         "log_flood" => {
+            s.log_debug("evil debug line");
             for i in 0..100_000 {
                 s.log_info(format!("evil log line {i}"));
             }
@@ -132,7 +136,7 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
                 s.spawn_named("kids", "ready_then_go", json!({ "child": i }))?;
             }
             for _ in 0..n {
-                s.await_signal("ready", 2000)?;
+                s.await_signal("ready", Some(2000))?;
             }
             s.signal("kids", "go")?;
             let done = s.await_task("kids")?;
@@ -142,7 +146,7 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
         // Child of "children".
         "ready_then_go" => {
             s.signal_parent("ready")?;
-            s.await_signal("go", 2000)?;
+            s.await_signal("go", Some(2000))?;
             Ok(())
         }
         // `evil.n` children spread over `evil.ms`, then awaited.
@@ -230,11 +234,11 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             s.ws_connect_named("a", "/ws/echo")?;
             s.ws_connect_named("b", "/ws/echo")?;
             s.ws_send_to("a", "x")?;
-            let echoed = s.ws_recv_from("a", 2000)?;
+            let echoed = s.ws_recv_from("a", Some(2000))?;
             s.check("text echoed on a", echoed.as_text() == Some("x"));
             s.ws_send_json_to("b", &json!({ "k": 1 }))?;
-            s.ws_await_recv_from("b", r#"{"k":1}"#, 2000)?;
-            let silent = s.ws_recv_from("a", 100);
+            s.ws_await_recv_from("b", r#"{"k":1}"#, Some(2000))?;
+            let silent = s.ws_recv_from("a", Some(100));
             let timed_out = matches!(silent, Err(Error::Request(RequestError::Timeout)));
             s.check("receive timeout is typed", timed_out);
             s.ws_close_named("a")?;
@@ -273,7 +277,7 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
                 timeout_ms: Some(2000),
             };
             s.ws_connect_with("h", "/ws/handshake", options)?;
-            let seen: Value = match s.ws_recv_from("h", 2000)? {
+            let seen: Value = match s.ws_recv_from("h", Some(2000))? {
                 Message::Text(t) => chaperon_sdk::serde_json::from_str(&t)?,
                 _ => Value::Null,
             };
@@ -287,7 +291,7 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
                 "subprotocol offered",
                 seen["sec-websocket-protocol"] == "chat",
             );
-            let answer = s.ws_recv_from("h", 2000)?;
+            let answer = s.ws_recv_from("h", Some(2000))?;
             s.check(
                 "ping answered with pong",
                 answer.as_text() == Some("pong received"),
@@ -297,6 +301,74 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
         "stderr" => {
             eprintln!("evil line on stderr");
             panic!("evil panic after stderr");
+        }
+        // `evil.n` requests to `evil.hang_url` that time out waiting for headers, then one GET
+        // of `evil.path`: the timed-out requests must not use up the connection cap.
+        "hang_then_get" => {
+            let url: String = s.config("evil.hang_url")?;
+            for _ in 0..s.config_or::<u32>("evil.n", 12) {
+                let r = s.send(Request::get(url.as_str()).timeout_ms(100));
+                let timed_out = matches!(r, Err(Error::Request(RequestError::Timeout)));
+                s.check("hanging request times out", timed_out);
+            }
+            let path: String = s.config_or("evil.path", "/".into());
+            let res = s.get(&path)?;
+            s.check("request after timeouts ok", res.ok());
+            Ok(())
+        }
+        // A cookie set by the base URL's host is not sent to `evil.other_url` (another host name
+        // for the same server), and is sent back to its own.
+        "cookie_origins" => {
+            s.get("/cookies/set?sid=abc")?;
+            let other: String = s.config("evil.other_url")?;
+            let there: Value = s.get(&format!("{other}/cookies"))?.json()?;
+            s.check(
+                "cookie not sent to another origin",
+                there.get("sid").is_none(),
+            );
+            let here: Value = s.get("/cookies")?.json()?;
+            s.check("cookie sent to its origin", here["sid"] == "abc");
+            Ok(())
+        }
+        // expect_status adds to the default 200-399; it never narrows it.
+        "expect_adds" => {
+            let ok = s.send(Request::get("/status/204").expect_status(404, 404))?;
+            s.check("204 still expected with 404 added", ok.ok());
+            let miss = s.send(Request::get("/status/500").expect_status(404, 404))?;
+            s.check("500 not expected", !miss.ok());
+            Ok(())
+        }
+        // Whether the scenario's own config (`own = "yes"` in the load-test file) is seen.
+        "own_config" => {
+            let own: String = s.config_or("own", String::new());
+            s.check("own config seen", own == "yes");
+            Ok(())
+        }
+        // Host-owned headers on a WebSocket handshake are refused, as on HTTP requests.
+        "ws_forbidden_headers" => {
+            for name in [
+                "host",
+                "connection",
+                "upgrade",
+                "sec-websocket-key",
+                "Keep-Alive",
+            ] {
+                let options = ConnectOptions {
+                    metric_name: None,
+                    headers: vec![(name.into(), "x".into())],
+                    protocols: Vec::new(),
+                    timeout_ms: None,
+                };
+                let r = s.ws_connect_with("f", "/ping/pong", options);
+                let refused = matches!(r, Err(Error::Request(RequestError::Invalid(_))));
+                s.check("host-owned ws header refused", refused);
+            }
+            Ok(())
+        }
+        // Runs scenario `child` nested, in mode `own_config`.
+        "nest_own" => {
+            s.run_scenario("child", json!({ "evil": { "mode": "own_config" } }), true)?;
+            Ok(())
         }
         other => Err(format!("unknown evil.mode {other:?}").into()),
     }
