@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// Set a config value: PATH=VALUE, e.g. ping_pong.iterations=10 (VALUE is JSON, else a string).
     #[arg(long = "config", value_name = "PATH=VALUE")]
     pub config: Vec<String>,
+    /// Also allow connections to ENTRY (repeatable): host, host:port, origin URL, *.suffix, IP
+    /// or CIDR. The base URLs are always allowed; nothing else is unless listed.
+    #[arg(long = "allow", value_name = "ENTRY")]
+    pub allow: Vec<String>,
     /// A JSON or TOML file merged into the config.
     #[arg(long)]
     pub config_file: Option<PathBuf>,

@@ -35,6 +35,10 @@ async fn evil_at(
     config.extend_from_slice(extra);
     let mut plan = plan("evil", sessions, Some(base.to_owned()), &config);
     plan.limits.session_timeout = Duration::from_secs(20);
+    // These guests also reach other loopback ports and the name `localhost`.
+    for entry in ["127.0.0.1", "localhost"] {
+        plan.allow(entry).expect("valid allow entry");
+    }
     run(&plan).await.report
 }
 

@@ -13,6 +13,7 @@ mod loadtests;
 mod merge;
 mod pingpong;
 mod polyglot;
+mod sandbox;
 mod scale;
 mod support;
 mod tls;

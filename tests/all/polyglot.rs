@@ -64,6 +64,8 @@ fn plan_for(path: &Path, sessions: u32, base_url: String, config: &[&str]) -> Ru
         no_cache: false,
         quiet: true,
         log_level: Some("off".into()),
+        // sdk-probe's `refused` mode dials port 1, where nothing listens.
+        allow: vec!["127.0.0.1:1".into()],
         ..RunArgs::default()
     };
     RunPlan::from_args(&args).expect("valid plan")

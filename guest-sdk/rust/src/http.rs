@@ -237,8 +237,8 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Whether the status is one the request expected (200-399 unless
-    /// [`Request::expect_status`] says otherwise).
+    /// Whether the status is one the request expected: 200-399 and every range added with
+    /// [`Request::expect_status`].
     pub fn ok(&self) -> bool {
         self.expected
     }

@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 ok (also when the planned end of the test cut sessions, or sessions aborted
 //! deliberately), 1 usage/config/load error, 2 a session failed, 99 thresholds failed
-//! (reserved), 130 stopped from outside by Ctrl-C (the report is still written).
+//! (reserved), 130 stopped from outside by Ctrl-C, SIGTERM, SIGHUP or SIGQUIT (the report is
+//! still written).
 
 pub mod bench;
 mod demo;
@@ -43,12 +44,12 @@ async fn run_command(args: &RunArgs) -> i32 {
     }
 }
 
-/// Runs a plan with Ctrl-C handling, prints the summary, writes outputs, picks the exit code:
+/// Runs a plan with stop-signal handling, prints the summary, writes outputs, picks the exit code:
 /// 130 when stopped from outside, 2 when a session failed (an `abort` or the planned end of
 /// the test is not a failure), else 0.
 pub async fn run_plan(plan: &RunPlan) -> i32 {
     let (stop_tx, stop_rx) = watch::channel(Stop::Running);
-    let signals = tokio::spawn(watch_ctrl_c(stop_tx));
+    let signals = tokio::spawn(watch_stop_signals(stop_tx));
     let options = RunOptions {
         stop: stop_rx,
         progress: plan.progress,
@@ -72,21 +73,54 @@ pub async fn run_plan(plan: &RunPlan) -> i32 {
     }
 }
 
-/// First Ctrl-C: graceful stop; second: stop now.
-async fn watch_ctrl_c(stop: watch::Sender<Stop>) {
+/// First stop signal (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT): graceful stop; second: stop now.
+/// Either way the summary and the report are still written.
+async fn watch_stop_signals(stop: watch::Sender<Stop>) {
+    let Ok(mut signals) = StopSignals::install() else {
+        return;
+    };
     for level in [Stop::Graceful, Stop::Now] {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
-        }
+        let name = signals.next().await;
         eprintln!(
             "{}",
             match level {
-                Stop::Graceful =>
-                    "stopping: no new sessions; running ones may finish (Ctrl-C again to stop now)",
-                _ => "stopping now; writing the report",
+                Stop::Graceful => format!(
+                    "{name}: stopping: no new sessions; running ones may finish (send it again, or Ctrl-C, to stop now)"
+                ),
+                _ => format!("{name}: stopping now; writing the report"),
             }
         );
         let _ = stop.send(level);
+    }
+}
+
+/// The signals that ask a run to stop, installed once so a second one is never missed.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
+        })
+    }
+
+    /// Waits for the next one; returns its name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "Ctrl-C",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+            _ = self.quit.recv() => "SIGQUIT",
+        }
     }
 }
 

@@ -84,8 +84,22 @@ async fn phases(
             found
         }
     };
-    for addr in &addrs {
-        net.policy.check_addr(&origin.host, *addr)?;
+    // Only addresses the policy allows are dialed; none allowed is the first refusal.
+    let mut refused = None;
+    let addrs: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| match net.policy.check_addr(&origin.host, *a) {
+            Ok(()) => true,
+            Err(e) => {
+                refused.get_or_insert(e);
+                false
+            }
+        })
+        .collect();
+    if addrs.is_empty()
+        && let Some(e) = refused
+    {
+        return Err(e);
     }
     let start = Instant::now();
     let tcp = connect_any(&addrs, &origin.host).await?;

@@ -4,6 +4,7 @@
 //! jar both share. Nothing here records metrics: requests return values (status, phases,
 //! bytes, outcome) that the caller hands to the metrics sink.
 
+pub mod allowlist;
 pub mod connect;
 pub mod cookies;
 pub mod gate;

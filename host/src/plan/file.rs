@@ -41,9 +41,9 @@ pub struct LoadTestFile {
     pub data: std::collections::BTreeMap<String, super::data::DataSpec>,
     #[serde(default)]
     pub limits: Limits,
-    /// Reserved for the sandbox issue (allowlist); any key is rejected for now.
+    /// Where sessions may connect besides the base URLs.
     #[serde(default)]
-    pub network: Reserved,
+    pub network: NetworkSection,
     /// Reserved for the reports issue (pass/fail rules); any key is rejected for now.
     #[serde(default)]
     pub thresholds: Reserved,
@@ -100,6 +100,15 @@ pub struct Hook {
 
 fn one() -> u32 {
     1
+}
+
+/// `[network]`: the outbound allowlist beyond the base URLs (see `net/allowlist.rs`).
+#[derive(Clone, Debug, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Entries: host, host:port, origin URL, `*.suffix`, IP address or CIDR.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 /// A section whose keys a later version defines; empty for now.

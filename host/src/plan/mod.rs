@@ -12,6 +12,7 @@ pub mod file;
 pub mod limits;
 
 use crate::cli::RunArgs;
+use crate::net::allowlist::{Allowlist, Entry, EntryError, Source};
 use crate::util::jsonpath;
 use data::{DataError, Dataset};
 use file::{Hook, LoadTestError, LoadTestFile, ScenarioEntry};
@@ -102,6 +103,8 @@ pub struct RunPlan {
     pub progress: bool,
     /// Scenario log lines below this level are not printed.
     pub log_level: LogLevel,
+    /// Where sessions may connect: the base URLs plus `[network] allow` and `--allow`.
+    pub allowlist: Arc<Allowlist>,
 }
 
 /// A bad command line or config; one line naming the fix.
@@ -133,6 +136,8 @@ pub enum ConfigError {
     Data(#[from] DataError),
     #[error("--log-level `{0}` is not one of debug, info, warn, error, off")]
     LogLevel(String),
+    #[error(transparent)]
+    Allow(#[from] EntryError),
 }
 
 impl RunPlan {
@@ -177,7 +182,9 @@ impl RunPlan {
             Some(l) => LogLevel::parse(l).ok_or_else(|| ConfigError::LogLevel(l.clone()))?,
             None => file.output.log_level.unwrap_or(LogLevel::Info),
         };
+        let allowlist = allowlist(&scenarios, file.network.allow.iter().chain(&args.allow))?;
         Ok(RunPlan {
+            allowlist: Arc::new(allowlist),
             scenarios,
             setup: file.setup.clone(),
             tls,
@@ -191,10 +198,34 @@ impl RunPlan {
         })
     }
 
+    /// Also allows `entry` (tests and embedders; the CLI uses `--allow`).
+    pub fn allow(&mut self, entry: &str) -> Result<(), EntryError> {
+        let mut list = (*self.allowlist).clone();
+        list.push(Entry::parse(entry)?);
+        self.allowlist = Arc::new(list);
+        Ok(())
+    }
+
     /// Total sessions over all scenarios.
     pub fn total_sessions(&self) -> u64 {
         self.scenarios.iter().map(|s| u64::from(s.sessions)).sum()
     }
+}
+
+/// The run's allowlist: every scenario's base URL origin, then the user's entries.
+fn allowlist<'a>(
+    scenarios: &[ScenarioPlan],
+    allow: impl Iterator<Item = &'a String>,
+) -> Result<Allowlist, EntryError> {
+    let mut entries: Vec<Entry> = scenarios
+        .iter()
+        .filter_map(|s| s.base_url.as_ref())
+        .filter_map(|u| Entry::from_url(u, Source::BaseUrl).ok())
+        .collect();
+    for text in allow {
+        entries.push(Entry::parse(text)?);
+    }
+    Ok(Allowlist::new(entries))
 }
 
 fn load_target(path: &Path) -> Result<LoadTestFile, ConfigError> {

@@ -5,7 +5,6 @@ use super::RunError;
 use crate::metrics::Sink;
 use crate::net::NetConfig;
 use crate::net::gate::ConnectGate;
-use crate::net::policy::AllowAll;
 use crate::plan::{RunPlan, ScenarioKind, ScenarioPlan};
 use crate::sandbox::loader::{self, LoadError, Preflight};
 use crate::session::nested::run_hook;
@@ -49,7 +48,7 @@ fn net_config(plan: &RunPlan, sp: &ScenarioPlan, gate: &Arc<ConnectGate>) -> Net
     NetConfig {
         base_url: sp.base_url.clone(),
         tls: plan.tls.clone(),
-        policy: Arc::new(AllowAll),
+        policy: plan.allowlist.clone(),
         gate: gate.clone(),
         connect_timeout: l.connect_timeout,
         request_timeout: l.request_timeout,

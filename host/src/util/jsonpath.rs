@@ -12,6 +12,29 @@ pub enum PathError {
     Missing(String),
     #[error("`{path}` runs through `{at}`, which is not an object")]
     NotAnObject { path: String, at: String },
+    #[error(
+        "a path of {segments} segments (longest {longest} bytes) is over the limit of {MAX_SEGMENTS} segments of at most {MAX_SEGMENT_LEN} bytes"
+    )]
+    TooLong { segments: usize, longest: usize },
+}
+
+/// Most segments a path may have: bounds the nesting a guest can build in host memory (and
+/// so every recursion over it).
+pub const MAX_SEGMENTS: usize = 32;
+/// Longest segment of a path, in bytes.
+pub const MAX_SEGMENT_LEN: usize = 256;
+
+/// Refuses a path over [`MAX_SEGMENTS`] or with a segment over [`MAX_SEGMENT_LEN`], before
+/// anything walks it or prints it.
+pub fn check(path: &[String]) -> Result<(), PathError> {
+    let longest = path.iter().map(String::len).max().unwrap_or(0);
+    if path.len() > MAX_SEGMENTS || longest > MAX_SEGMENT_LEN {
+        return Err(PathError::TooLong {
+            segments: path.len(),
+            longest,
+        });
+    }
+    Ok(())
 }
 
 /// `["a", "b"]` → `a.b`, for messages.
@@ -29,6 +52,7 @@ pub fn parse(dotted: &str) -> Vec<String> {
 
 /// The value at `path`; the root for an empty path.
 pub fn get<'a>(root: &'a Value, path: &[String]) -> Result<&'a Value, PathError> {
+    check(path)?;
     let mut cur = root;
     for (i, key) in path.iter().enumerate() {
         let Value::Object(map) = cur else {
@@ -46,6 +70,7 @@ pub fn get<'a>(root: &'a Value, path: &[String]) -> Result<&'a Value, PathError>
 
 /// Sets `value` at `path`, creating intermediate objects; an empty path replaces the root.
 pub fn set(root: &mut Value, path: &[String], value: Value) -> Result<(), PathError> {
+    check(path)?;
     let Some((last, parents)) = path.split_last() else {
         *root = value;
         return Ok(());
@@ -62,21 +87,23 @@ pub fn set(root: &mut Value, path: &[String], value: Value) -> Result<(), PathEr
 }
 
 /// Removes the value at `path`; a missing value is not an error.
-pub fn delete(root: &mut Value, path: &[String]) {
+pub fn delete(root: &mut Value, path: &[String]) -> Result<(), PathError> {
+    check(path)?;
     let Some((last, parents)) = path.split_last() else {
         *root = Value::Object(Map::new());
-        return;
+        return Ok(());
     };
     let mut cur = root;
     for key in parents {
         match cur.get_mut(key) {
             Some(next) => cur = next,
-            None => return,
+            None => return Ok(()),
         }
     }
     if let Value::Object(map) = cur {
         map.remove(last);
     }
+    Ok(())
 }
 
 /// Merges `overlay` into `base`: objects merge key by key (recursively), anything else replaces.
@@ -158,10 +185,25 @@ mod tests {
     }
 
     #[test]
+    fn over_long_paths_are_refused_before_they_are_walked() {
+        let deep: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+        let mut root = Value::Object(Map::new());
+        assert!(matches!(
+            set(&mut root, &deep, Value::Null),
+            Err(PathError::TooLong { .. })
+        ));
+        assert!(matches!(get(&root, &deep), Err(PathError::TooLong { .. })));
+        assert!(delete(&mut root, &deep).is_err());
+        let wide = vec!["x".repeat(MAX_SEGMENT_LEN + 1)];
+        assert!(set(&mut root, &wide, Value::Null).is_err());
+        assert!(set(&mut root, &deep[..MAX_SEGMENTS], Value::Null).is_ok());
+    }
+
+    #[test]
     fn delete_removes_and_ignores_missing() {
         let mut v = json!({"a": {"b": 1, "c": 2}});
-        delete(&mut v, &parse("a.b"));
-        delete(&mut v, &parse("x.y"));
+        delete(&mut v, &parse("a.b")).unwrap();
+        delete(&mut v, &parse("x.y")).unwrap();
         assert_eq!(v, json!({"a": {"c": 2}}));
     }
 }

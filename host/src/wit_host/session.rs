@@ -44,6 +44,7 @@ fn state_error(store: Store, e: PathError) -> StateError {
 }
 
 fn parse_json(store: Store, path: &[String], text: &str) -> Result<serde_json::Value, StateError> {
+    jsonpath::check(path).map_err(|e| state_error(store, e))?;
     serde_json::from_str(text).map_err(|e| {
         StateError::Invalid(format!(
             "the {} value at `{}` is not JSON: {e}",
@@ -90,7 +91,8 @@ impl session::Host for SessionCtx {
     }
 
     async fn delete_assign(&mut self, path: Vec<String>) -> Wt<()> {
-        jsonpath::delete(&mut self.assigns, &path);
+        // An over-long path names nothing that can exist, so there is nothing to delete.
+        let _ = jsonpath::delete(&mut self.assigns, &path);
         Ok(())
     }
 

@@ -365,6 +365,21 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             }
             Ok(())
         }
+        // GETs each of `evil.urls` and records how it went as a check `reach OUTCOME`
+        // (`reach status 200`, `reach denied`, `reach blocked-ip`, `reach other: ...`).
+        "reach" => {
+            let urls: Vec<String> = s.config("evil.urls")?;
+            for url in urls {
+                let outcome = match s.send(Request::get(url.as_str())) {
+                    Ok(r) => format!("status {}", r.status),
+                    Err(Error::Request(RequestError::Denied(_))) => "denied".into(),
+                    Err(Error::Request(RequestError::BlockedIp(_))) => "blocked-ip".into(),
+                    Err(e) => format!("other: {e}"),
+                };
+                s.check(&format!("reach {outcome}"), true);
+            }
+            Ok(())
+        }
         // Runs scenario `child` nested, in mode `own_config`.
         "nest_own" => {
             s.run_scenario("child", json!({ "evil": { "mode": "own_config" } }), true)?;

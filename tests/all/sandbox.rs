@@ -1,0 +1,189 @@
+//! The sandbox against a hostile tenant (catalogue: ../shared/reference/style-and-reliability.md
+//! Part 2): the outbound allowlist and the stop signals.
+
+use crate::merge::tempdir;
+use crate::support::{bin, guest, plan, run, target};
+use chaperon_host::report::Report;
+use std::time::Duration;
+
+/// Runs the evil guest in mode `reach` over `urls` with `base` as base URL and `allow` entries.
+async fn reach(base: &str, urls: &[String], allow: &[&str]) -> Report {
+    let urls = format!("evil.urls={}", serde_json::to_string(urls).unwrap());
+    let mut plan = plan(
+        "evil",
+        1,
+        Some(base.to_owned()),
+        &["evil.mode=reach", &urls],
+    );
+    plan.limits.session_timeout = Duration::from_secs(20);
+    for entry in allow {
+        plan.allow(entry).expect("valid allow entry");
+    }
+    run(&plan).await.report
+}
+
+fn outcomes(r: &Report) -> Vec<(String, u64)> {
+    r.checks
+        .iter()
+        .map(|(name, c)| (name.clone(), c.passed))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a13_request_outside_allowlist_is_denied() {
+    let base = target(Default::default());
+    let sentinel = target(Default::default());
+    let port = sentinel.addr().port();
+    let urls: Vec<String> = [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://127.1:{port}/"),
+        format!("http://2130706433:{port}/"),
+        format!("http://0x7f.1:{port}/"),
+        format!("http://[::ffff:127.0.0.1]:{port}/"),
+        format!("ws://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://10.0.0.1/".to_owned(),
+    ]
+    .into();
+    let r = reach(&base.base_url(), &urls, &[]).await;
+    assert_eq!(
+        outcomes(&r),
+        vec![("reach denied".to_owned(), 9)],
+        "{}",
+        r.summary_table()
+    );
+    assert_eq!(
+        sentinel.stats().connections(),
+        0,
+        "the sentinel saw no connection"
+    );
+    assert_eq!(
+        r.metrics
+            .values()
+            .map(|m| m.errors_by_kind.get("denied").copied().unwrap_or(0))
+            .sum::<u64>(),
+        9,
+        "each refusal is counted as `denied`"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a14_names_outside_the_allowlist_are_never_resolved() {
+    let base = target(Default::default());
+    // A name that would fail DNS: refused by the allowlist first, so `denied`, not `dns`.
+    let urls = vec!["http://chaperon-sentinel.invalid/".to_owned()];
+    let r = reach(&base.base_url(), &urls, &[]).await;
+    assert_eq!(outcomes(&r), vec![("reach denied".to_owned(), 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_entry_opens_exactly_what_it_names() {
+    let base = target(Default::default());
+    let other = target(Default::default());
+    let port = other.addr().port();
+    let urls = vec![
+        format!("http://127.0.0.1:{port}/health"),
+        format!("http://localhost:{port}/health"),
+    ];
+    // By address and port: the address is reachable; the name `localhost` is not listed.
+    let r = reach(&base.base_url(), &urls, &[&format!("127.0.0.1:{port}")]).await;
+    assert_eq!(
+        outcomes(&r),
+        vec![
+            ("reach denied".to_owned(), 1),
+            ("reach status 200".to_owned(), 1)
+        ]
+    );
+    // A name entry whose name resolves to a loopback address: reachable only because an entry
+    // names that address too.
+    let r = reach(
+        &base.base_url(),
+        &urls[1..],
+        &[&format!("localhost:{port}")],
+    )
+    .await;
+    assert_eq!(
+        outcomes(&r),
+        vec![("reach blocked-ip".to_owned(), 1)],
+        "{:?}",
+        r.checks
+    );
+    let r = reach(
+        &base.base_url(),
+        &urls[1..],
+        &[&format!("localhost:{port}"), "127.0.0.1"],
+    )
+    .await;
+    assert_eq!(outcomes(&r), vec![("reach status 200".to_owned(), 1)]);
+    assert_eq!(other.stats().requests_to("GET", "/health"), 2);
+}
+
+#[test]
+fn a_bad_allow_entry_is_one_line_naming_the_fix() {
+    let (code, _, stderr) = crate::support::host(&[
+        "run",
+        guest("evil").to_str().unwrap(),
+        "--allow",
+        "ftp://x.test",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("error: allow entry `ftp://x.test` is not usable"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// Starts a run of sessions that wait 60 s, sends `signal` twice (graceful, then now) and
+/// returns (exit code, stdout, report written).
+fn stopped_by(signal: &str) -> (i32, String, bool) {
+    let report = tempdir().join(format!("stopped-by-{signal}.json"));
+    let _ = std::fs::remove_file(&report);
+    let child = std::process::Command::new(bin())
+        .args([
+            "run",
+            guest("evil").to_str().unwrap(),
+            "--sessions",
+            "3",
+            "--config",
+            "evil.mode=delay",
+            "--config",
+            "evil.delay_ms=60000",
+            "--quiet",
+            "--out",
+        ])
+        .arg(format!("json={}", report.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("host binary runs");
+    let pid = child.id().to_string();
+    for wait in [1500, 500] {
+        std::thread::sleep(Duration::from_millis(wait));
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), pid.as_str()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+    }
+    let out = child.wait_with_output().expect("host ends");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        report.exists(),
+    )
+}
+
+#[test]
+fn c1_sigterm_sighup_and_sigquit_stop_like_ctrl_c_and_the_report_is_written() {
+    for signal in ["TERM", "HUP", "QUIT", "INT"] {
+        let (code, stdout, written) = stopped_by(signal);
+        assert_eq!(code, 130, "SIG{signal}: {stdout}");
+        assert!(
+            stdout.contains("3 started"),
+            "SIG{signal}: the summary is printed: {stdout}"
+        );
+        assert!(written, "SIG{signal}: the report file is written");
+    }
+}
