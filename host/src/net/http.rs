@@ -333,8 +333,7 @@ fn build_request(
         )
         .header(http::header::ACCEPT, "*/*");
     let mut has_content_type = false;
-    for (name, value) in &request.headers {
-        let (n, v) = super::headers::check(name, value)?;
+    for (n, v) in super::headers::check_all(&request.headers)? {
         has_content_type |= n == http::header::CONTENT_TYPE;
         b = b.header(n, v);
     }

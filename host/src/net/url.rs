@@ -3,11 +3,25 @@
 use crate::util::escape;
 use crate::wit::RequestError;
 
+/// Longest URL a scenario may request, in bytes (query included).
+pub const MAX_URL: usize = 8 * 1024;
+
+/// Refuses a URL over [`MAX_URL`] bytes before it is parsed, logged or sent.
+pub fn check_len(len: usize) -> Result<(), RequestError> {
+    if len > MAX_URL {
+        return Err(RequestError::Invalid(format!(
+            "a URL of {len} bytes; at most {MAX_URL}"
+        )));
+    }
+    Ok(())
+}
+
 /// Resolves a scenario URL: an absolute http(s)/ws(s) URL as is, else `base` + path (the
 /// base's own path is kept as a prefix: base `http://x/api` + `/items` = `http://x/api/items`).
 /// With `ws`, an http base becomes ws and https becomes wss.
 pub fn resolve(base: Option<&url::Url>, path: &str, ws: bool) -> Result<url::Url, RequestError> {
     let invalid = |m: String| RequestError::Invalid(m);
+    check_len(path.len())?;
     let mut url = match url::Url::parse(path) {
         Ok(u) => u,
         Err(url::ParseError::RelativeUrlWithoutBase) => {

@@ -11,8 +11,9 @@ use crate::wit::RequestError;
 use crate::wit::websocket::{ConnectOptions, Message};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, protocol::WebSocketConfig};
 
@@ -26,11 +27,17 @@ const READ_BUFFER: usize = 1024;
 /// How long `close` waits for the peer's close reply.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-/// What the reader task hands to the session.
+/// What the reader task hands to the session. A message holds its share of the queue's byte
+/// budget until the session takes it.
 enum Inbound {
-    Message(Message),
+    Message(Message, Option<OwnedSemaphorePermit>),
     Failed(RequestError),
 }
+
+/// Bytes of inbound messages one connection may hold while the guest is not receiving; past
+/// it the reader stops reading (TCP backpressure), as it does past `ws_queue` messages. One
+/// message larger than this is still delivered, alone.
+pub const QUEUE_BYTES: usize = 4 << 20;
 
 /// An open connection (the host side of the WIT `connection` resource).
 pub struct WsConnection {
@@ -82,7 +89,8 @@ pub async fn connect(
     );
     let (sink, stream) = ws.split();
     let (tx, inbound) = mpsc::channel(net.ws_queue.max(1));
-    let reader = tokio::spawn(read_loop(stream, tx));
+    let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
+    let reader = tokio::spawn(read_loop(stream, tx, budget));
     Ok(WsConnection {
         sink,
         inbound,
@@ -104,8 +112,7 @@ fn handshake_request(
         .into_client_request()
         .map_err(|e| RequestError::Invalid(e.to_string()))?;
     let headers = request.headers_mut();
-    for (name, value) in &options.headers {
-        let (n, v) = super::headers::check(name, value)?;
+    for (n, v) in super::headers::check_all(&options.headers)? {
         headers.append(n, v);
     }
     let mut add = |name: http::HeaderName, value: &str| -> Result<(), RequestError> {
@@ -126,17 +133,39 @@ fn handshake_request(
     Ok(request)
 }
 
-async fn read_loop(mut stream: SplitStream<WebSocketStream<NetStream>>, tx: mpsc::Sender<Inbound>) {
+async fn read_loop(
+    mut stream: SplitStream<WebSocketStream<NetStream>>,
+    tx: mpsc::Sender<Inbound>,
+    budget: Arc<Semaphore>,
+) {
     while let Some(item) = stream.next().await {
+        let message = match &item {
+            Ok(tungstenite::Message::Text(t)) => Some(Message::Text(t.to_string())),
+            Ok(tungstenite::Message::Binary(b)) => Some(Message::Binary(b.to_vec())),
+            _ => None,
+        };
+        if let Some(m) = message {
+            let len = match &m {
+                Message::Text(t) => t.len(),
+                Message::Binary(b) => b.len(),
+                Message::Close(_) => 0,
+            };
+            let share = u32::try_from(len.clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX);
+            let Ok(permit) = budget.clone().acquire_many_owned(share).await else {
+                return;
+            };
+            if tx.send(Inbound::Message(m, Some(permit))).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let inbound = match item {
-            Ok(tungstenite::Message::Text(t)) => Inbound::Message(Message::Text(t.to_string())),
-            Ok(tungstenite::Message::Binary(b)) => Inbound::Message(Message::Binary(b.to_vec())),
             Ok(tungstenite::Message::Close(frame)) => {
                 let (code, reason) = frame
                     .map(|f| (u16::from(f.code), f.reason.to_string()))
                     .unwrap_or((1005, String::new()));
                 let _ = tx
-                    .send(Inbound::Message(Message::Close((code, reason))))
+                    .send(Inbound::Message(Message::Close((code, reason)), None))
                     .await;
                 return;
             }
@@ -176,7 +205,7 @@ impl WsConnection {
             Err(_) => Err(RequestError::Timeout),
             Ok(None) => Err(self.finish(RequestError::Reset)),
             Ok(Some(Inbound::Failed(e))) => Err(self.finish(e)),
-            Ok(Some(Inbound::Message(m))) => {
+            Ok(Some(Inbound::Message(m, _share))) => {
                 if matches!(m, Message::Close(_)) {
                     self.done = Some(RequestError::Closed);
                 }
@@ -221,7 +250,7 @@ impl WsConnection {
         self.send(tungstenite::Message::Close(Some(frame)), CLOSE_WAIT)
             .await?;
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
-            while let Some(Inbound::Message(m)) = self.inbound.recv().await {
+            while let Some(Inbound::Message(m, _)) = self.inbound.recv().await {
                 if matches!(m, Message::Close(_)) {
                     break;
                 }

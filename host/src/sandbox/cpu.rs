@@ -15,7 +15,26 @@ pub struct CpuMeter {
     charged_to: u64,
     ticks: u64,
     budget: u64,
+    tree: CpuTree,
+    /// Whether this session is its tree's root (its entry calls start a new tree budget).
+    root: bool,
     pub exceeded: bool,
+}
+
+/// The CPU budget a session tree shares: the root session, its async children and spreads,
+/// and its nested scenarios all charge their wasm time here, so spawning more instances buys
+/// no more CPU: a descendant is ended once the tree has spent it. The root's every entry-point
+/// call starts it afresh; the root itself is held to its own per-call budget.
+#[derive(Clone, Debug, Default)]
+pub struct CpuTree {
+    ticks: Arc<AtomicU64>,
+}
+
+impl CpuTree {
+    /// Ticks charged since the root's current entry-point call began.
+    pub fn used(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
 }
 
 /// A handle a host context uses to say "the guest resumes now": time spent waiting inside a
@@ -39,8 +58,9 @@ impl CpuMark {
 }
 
 impl CpuMeter {
-    /// A meter allowing `budget_ticks` ticks per entry-point call.
-    pub fn new(epoch: Arc<AtomicU64>, budget_ticks: u64) -> Self {
+    /// A meter allowing `budget_ticks` ticks per entry-point call, to this session and to its
+    /// whole tree: `tree` is the root's (for a child or nested session) or `None` for a root.
+    pub fn new(epoch: Arc<AtomicU64>, budget_ticks: u64, tree: Option<CpuTree>) -> Self {
         let now = epoch.load(Ordering::Relaxed);
         CpuMeter {
             mark: CpuMark {
@@ -51,8 +71,15 @@ impl CpuMeter {
             charged_to: now,
             ticks: 0,
             budget: budget_ticks,
+            root: tree.is_none(),
+            tree: tree.unwrap_or_default(),
             exceeded: false,
         }
+    }
+
+    /// The tree this session charges (children and nested runs it starts share it).
+    pub fn tree(&self) -> CpuTree {
+        self.tree.clone()
     }
 
     /// The handle host contexts mark their returns with.
@@ -63,6 +90,9 @@ impl CpuMeter {
     /// Starts a new budget (each entry-point call gets one).
     pub fn reset(&mut self) {
         self.ticks = 0;
+        if self.root {
+            self.tree.ticks.store(0, Ordering::Relaxed);
+        }
         self.mark.host_returned();
     }
 
@@ -80,9 +110,43 @@ impl CpuMeter {
     pub fn charge(&mut self) -> bool {
         let now = self.epoch.load(Ordering::Relaxed);
         let from = self.mark.get().max(self.charged_to);
-        self.ticks += now.saturating_sub(from);
+        let spent = now.saturating_sub(from);
+        self.ticks += spent;
+        let tree = self.tree.ticks.fetch_add(spent, Ordering::Relaxed) + spent;
         self.charged_to = now;
-        self.exceeded = self.ticks > self.budget;
+        // The root answers for its own calls only; descendants stop once the tree is spent,
+        // so a child's spinning cannot end the parent that would handle its failure.
+        self.exceeded = self.ticks > self.budget || (!self.root && tree > self.budget);
         self.exceeded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_draw_from_their_roots_budget() {
+        let epoch = Arc::new(AtomicU64::new(0));
+        let mut root = CpuMeter::new(epoch.clone(), 10, None);
+        let mut kids: Vec<CpuMeter> = (0..3)
+            .map(|_| CpuMeter::new(epoch.clone(), 10, Some(root.tree())))
+            .collect();
+        root.reset();
+        // Each child spins 4 ticks: under its own budget of 10, over the tree's together.
+        let mut ended = Vec::new();
+        for k in &mut kids {
+            k.reset();
+            epoch.fetch_add(4, Ordering::Relaxed);
+            ended.push(k.charge());
+        }
+        assert_eq!(
+            ended,
+            [false, false, true],
+            "the third child pushes the tree over"
+        );
+        assert_eq!(root.tree().used(), 12);
+        root.reset();
+        assert_eq!(root.tree().used(), 0, "the root's next call starts afresh");
     }
 }

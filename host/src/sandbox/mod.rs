@@ -31,8 +31,13 @@ pub struct SandboxCtx {
 
 impl SandboxCtx {
     /// A fresh sandbox with `memory_mb` of linear memory and `cpu_budget_ms` of CPU per
-    /// entry-point call, charged against `epoch`.
-    pub fn new(memory_mb: u32, cpu_budget_ms: u32, epoch: Arc<AtomicU64>) -> SandboxCtx {
+    /// entry-point call, charged against `epoch` (and to `tree`, the root's, for a child).
+    pub fn new(
+        memory_mb: u32,
+        cpu_budget_ms: u32,
+        epoch: Arc<AtomicU64>,
+        tree: Option<cpu::CpuTree>,
+    ) -> SandboxCtx {
         let output = GuestOutput::default();
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
             .stdout(output.clone())
@@ -48,7 +53,7 @@ impl SandboxCtx {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory),
-            cpu: CpuMeter::new(epoch, budget),
+            cpu: CpuMeter::new(epoch, budget, tree),
             output,
         }
     }

@@ -87,6 +87,7 @@ struct ChildSeed {
     vu: u32,
     iteration: u32,
     deadline: Deadline,
+    cpu_tree: crate::sandbox::cpu::CpuTree,
 }
 
 impl ChildSeed {
@@ -100,6 +101,7 @@ impl ChildSeed {
             vu: parent.identity.vu,
             iteration: parent.identity.iteration,
             deadline: parent.deadline,
+            cpu_tree: parent.cpu_tree.clone(),
         }
     }
 
@@ -116,6 +118,7 @@ impl ChildSeed {
             cookies: self.cookies,
             family,
             deadline: self.deadline,
+            cpu_tree: Some(self.cpu_tree),
         };
         (self.scenario, seed)
     }
@@ -171,6 +174,9 @@ pub fn spawn(
     Ok(id)
 }
 
+/// Most children one `spread` call may start (they run at most `child_slots` at a time).
+pub const MAX_SPREAD: u32 = 10_000;
+
 /// `spread`: starts `count` children of `function`, evenly over `interval_ms`, in the
 /// background; they wait for a free child slot rather than fail.
 pub fn spread(
@@ -183,6 +189,11 @@ pub fn spread(
 ) -> Result<(), FlowError> {
     if count == 0 {
         return Ok(());
+    }
+    if count > MAX_SPREAD {
+        return Err(FlowError::Capacity(format!(
+            "a spread of {count} children; at most {MAX_SPREAD} per call"
+        )));
     }
     let task = task_name(task, &function);
     let gap = Duration::from_millis(u64::from(interval_ms)) / count;

@@ -10,6 +10,7 @@ use crate::net::cookies::Cookies;
 use crate::net::http::HttpClient;
 use crate::outcome::SessionEnd;
 use crate::sandbox::SandboxCtx;
+use crate::sandbox::cpu::CpuTree;
 use crate::wit::{Scenario, ScenarioError};
 use serde_json::Value;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct Seed {
     pub cookies: Cookies,
     pub family: Family,
     pub deadline: Deadline,
+    /// The CPU budget of the tree this session belongs to; `None` starts a new tree.
+    pub cpu_tree: Option<CpuTree>,
 }
 
 impl Seed {
@@ -36,6 +39,7 @@ impl Seed {
             cookies: Cookies::default(),
             family: Family::default(),
             deadline,
+            cpu_tree: None,
         }
     }
 }
@@ -58,7 +62,9 @@ fn new_store(
         limits.memory_mb,
         limits.cpu_budget_ms,
         scenario.epoch.clone(),
+        seed.cpu_tree,
     );
+    let cpu_tree = sandbox.cpu.tree();
     let mark = sandbox.cpu.mark();
     let state = SessionState {
         http: HttpCtx {
@@ -91,6 +97,7 @@ fn new_store(
             deadline: seed.deadline,
             cookies: seed.cookies,
             mark,
+            cpu_tree,
         },
         sandbox,
     };

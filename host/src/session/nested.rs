@@ -80,6 +80,7 @@ pub async fn run_scenario(
         cookies: cookies.clone(),
         family: Default::default(),
         deadline: state.deadline,
+        cpu_tree: Some(state.cpu_tree.clone()),
     };
     let assigns = run_nested(&target, seed)
         .await
@@ -111,6 +112,7 @@ pub async fn run_sequence(
             cookies: cookies.clone(),
             family: Default::default(),
             deadline,
+            cpu_tree: None,
         };
         match run_nested(step, seed).await {
             Ok(next) => assigns = next,

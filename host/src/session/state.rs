@@ -12,7 +12,7 @@ use crate::net::NetConfig;
 use crate::net::cookies::Cookies;
 use crate::net::http::HttpClient;
 use crate::sandbox::SandboxCtx;
-use crate::sandbox::cpu::CpuMark;
+use crate::sandbox::cpu::{CpuMark, CpuTree};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,8 @@ pub struct SessionCtx {
     /// The session's jar (shared with its HTTP and WebSocket contexts).
     pub cookies: Cookies,
     pub mark: CpuMark,
+    /// The CPU budget of this session's tree, handed to its children and nested runs.
+    pub cpu_tree: CpuTree,
 }
 
 /// The `http` interface's context: the session's connections and jar.

@@ -18,6 +18,10 @@ pub enum PathError {
     TooLong { segments: usize, longest: usize },
 }
 
+/// Largest JSON text a guest may hand the host at once (a config or assign value, a signal, a
+/// child's arguments); deeper than 128 levels is refused by the parser itself.
+pub const MAX_JSON: usize = 1 << 20;
+
 /// Most segments a path may have: bounds the nesting a guest can build in host memory (and
 /// so every recursion over it).
 pub const MAX_SEGMENTS: usize = 32;

@@ -4,7 +4,7 @@
 use super::Wt;
 use crate::metrics::MetricKey;
 use crate::net::http::method_str;
-use crate::net::url::resolve;
+use crate::net::url::{check_len, resolve};
 use crate::session::state::HttpCtx;
 use crate::wit::RequestError;
 use crate::wit::http::{self, Request, Response};
@@ -20,12 +20,18 @@ struct Prepared {
 impl HttpCtx {
     fn prepare(&self, mut request: Request) -> Prepared {
         let method = method_str(request.method);
-        let url = resolve(self.net.base_url.as_ref(), &request.url, false).map(|mut u| {
+        let url = resolve(self.net.base_url.as_ref(), &request.url, false).and_then(|mut u| {
+            let query: usize = request
+                .query
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum();
+            check_len(u.as_str().len().saturating_add(query))?;
             if !request.query.is_empty() {
                 u.query_pairs_mut()
                     .extend_pairs(std::mem::take(&mut request.query).iter());
             }
-            u
+            Ok(u)
         });
         let name = match (&request.options.metric_name, &url) {
             (Some(name), _) => name.as_str(),

@@ -43,8 +43,28 @@ fn state_error(store: Store, e: PathError) -> StateError {
     }
 }
 
+/// Refuses a JSON text over [`jsonpath::MAX_JSON`] before the host keeps or parses it.
+fn json_fits(what: &str, text: &str) -> Result<(), FlowError> {
+    if text.len() > jsonpath::MAX_JSON {
+        return Err(FlowError::Capacity(format!(
+            "a {what} of {} bytes is over the {} KiB limit",
+            text.len(),
+            jsonpath::MAX_JSON >> 10
+        )));
+    }
+    Ok(())
+}
+
 fn parse_json(store: Store, path: &[String], text: &str) -> Result<serde_json::Value, StateError> {
     jsonpath::check(path).map_err(|e| state_error(store, e))?;
+    if text.len() > jsonpath::MAX_JSON {
+        return Err(StateError::Invalid(format!(
+            "a {} value of {} bytes is over the {} KiB limit",
+            store.name(),
+            text.len(),
+            jsonpath::MAX_JSON >> 10
+        )));
+    }
     serde_json::from_str(text).map_err(|e| {
         StateError::Invalid(format!(
             "the {} value at `{}` is not JSON: {e}",
@@ -188,7 +208,8 @@ impl session::Host for SessionCtx {
         args: String,
         task: String,
     ) -> Wt<Result<String, FlowError>> {
-        Ok(children::spawn(self, function, args, task))
+        Ok(json_fits("spawn args", &args)
+            .and_then(|()| children::spawn(self, function, args, task)))
     }
 
     async fn spread(
@@ -199,14 +220,8 @@ impl session::Host for SessionCtx {
         interval_ms: u32,
         task: String,
     ) -> Wt<Result<(), FlowError>> {
-        Ok(children::spread(
-            self,
-            function,
-            args,
-            count,
-            interval_ms,
-            task,
-        ))
+        Ok(json_fits("spread args", &args)
+            .and_then(|()| children::spread(self, function, args, count, interval_ms, task)))
     }
 
     async fn await_task(
@@ -226,11 +241,11 @@ impl session::Host for SessionCtx {
     }
 
     async fn signal(&mut self, task: String, value: String) -> Wt<Result<(), FlowError>> {
-        Ok(signals::signal(self, &task, value))
+        Ok(json_fits("signal value", &value).and_then(|()| signals::signal(self, &task, value)))
     }
 
     async fn signal_parent(&mut self, value: String) -> Wt<Result<(), FlowError>> {
-        Ok(signals::signal_parent(self, value))
+        Ok(json_fits("signal value", &value).and_then(|()| signals::signal_parent(self, value)))
     }
 
     async fn await_signal(

@@ -380,6 +380,20 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             }
             Ok(())
         }
+        // A child that spins until stopped, then a child that spins `evil.ms`: records
+        // whether the second completed (it cannot when children share their root's budget).
+        "exhaust_then_spawn" => {
+            s.spawn("spin", json!(null))?;
+            let first = s.await_task("spin");
+            s.check("first child ended by the budget", first.is_err());
+            s.spawn("spin_ms", json!(null))?;
+            let second = s.await_task("spin_ms").is_ok();
+            s.record("second_child_completed", u32::from(second));
+            Ok(())
+        }
+        // Extreme arguments to the imports: each must be refused with an error (a check
+        // `refused: WHAT` passes) or accepted harmlessly, never end the run.
+        "extremes" => extremes(s),
         // Runs scenario `child` nested, in mode `own_config`.
         "nest_own" => {
             s.run_scenario("child", json!({ "evil": { "mode": "own_config" } }), true)?;
@@ -462,5 +476,42 @@ fn http_features(s: &mut Session) -> Result {
         "batch ran in parallel",
         started.elapsed() < Duration::from_millis(500),
     );
+    Ok(())
+}
+
+/// See mode `extremes`.
+fn extremes(s: &mut Session) -> Result {
+    let huge_url = format!("/{}", "u".repeat(16 * MIB));
+    let r = s.get(&huge_url);
+    s.check(
+        "refused: 16 MiB URL",
+        matches!(r, Err(Error::Request(RequestError::Invalid(_)))),
+    );
+    let mut many = Request::get("/health");
+    for i in 0..100 {
+        many = many.header(format!("x-{i}"), "v");
+    }
+    let r = s.send(many);
+    s.check(
+        "refused: 100 headers",
+        matches!(r, Err(Error::Request(RequestError::Invalid(_)))),
+    );
+    let r = s.send(Request::get("/health").header("x-big", "v".repeat(64 * 1024)));
+    s.check(
+        "refused: 64 KiB header",
+        matches!(r, Err(Error::Request(RequestError::Invalid(_)))),
+    );
+    let deep = "a.".repeat(100_000) + "a";
+    let r = s.assign(&deep, 1);
+    s.check("refused: 100,000-segment path", r.is_err());
+    let r = s.assign("big", "x".repeat(2 * MIB));
+    s.check("refused: 2 MiB assign", r.is_err());
+    let r = s.signal_parent("x".repeat(2 * MIB));
+    s.check("refused: 2 MiB signal", r.is_err());
+    let r = s.cc_spread("ok", u32::MAX, 0, "many");
+    s.check("refused: spread of u32::MAX", r.is_err());
+    s.check(&"c".repeat(MIB), true);
+    s.record(&"m".repeat(MIB), 1);
+    s.record(&format!("control \u{1b}[31m {}", "é".repeat(300)), 1);
     Ok(())
 }
