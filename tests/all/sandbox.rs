@@ -4,6 +4,8 @@
 use crate::merge::tempdir;
 use crate::support::{bin, ended, guest, metric, plan, run, target};
 use chaperon_host::report::Report;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Runs the evil guest in mode `reach` over `urls` with `base` as base URL and `allow` entries.
@@ -130,24 +132,16 @@ fn a_bad_allow_entry_is_one_line_naming_the_fix() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
-/// Starts a run of sessions that wait 60 s, sends `signal` twice (graceful, then now) and
-/// returns (exit code, stdout, report written).
-fn stopped_by(signal: &str) -> (i32, String, bool) {
+/// Runs the evil guest with `args` (plus `--quiet --out json=…`), sends `signal` twice
+/// (graceful, then now) and returns (exit code, stdout, the report if written).
+fn stopped_by(signal: &str, args: &[&str]) -> (i32, String, Option<Report>) {
     let report = tempdir().join(format!("stopped-by-{signal}.json"));
     let _ = std::fs::remove_file(&report);
     let child = std::process::Command::new(bin())
-        .args([
-            "run",
-            guest("evil").to_str().unwrap(),
-            "--sessions",
-            "3",
-            "--config",
-            "evil.mode=delay",
-            "--config",
-            "evil.delay_ms=60000",
-            "--quiet",
-            "--out",
-        ])
+        .arg("run")
+        .arg(guest("evil"))
+        .args(args)
+        .args(["--quiet", "--out"])
         .arg(format!("json={}", report.display()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -166,21 +160,52 @@ fn stopped_by(signal: &str) -> (i32, String, bool) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
-        report.exists(),
+        Report::read_json(&report).ok(),
     )
 }
 
 #[test]
 fn c1_sigterm_sighup_and_sigquit_stop_like_ctrl_c_and_the_report_is_written() {
+    let waiting = [
+        "--sessions",
+        "3",
+        "--config",
+        "evil.mode=delay",
+        "--config",
+        "evil.delay_ms=60000",
+    ];
     for signal in ["TERM", "HUP", "QUIT", "INT"] {
-        let (code, stdout, written) = stopped_by(signal);
+        let (code, stdout, report) = stopped_by(signal, &waiting);
         assert_eq!(code, 130, "SIG{signal}: {stdout}");
         assert!(
             stdout.contains("3 started"),
             "SIG{signal}: the summary is printed: {stdout}"
         );
-        assert!(written, "SIG{signal}: the report file is written");
+        let report = report.unwrap_or_else(|| panic!("SIG{signal}: the report file is written"));
+        assert_eq!(ended(&report, "interrupted"), 3);
     }
+}
+
+#[test]
+fn c2_requests_in_flight_at_a_stop_are_counted_interrupted_not_as_latency() {
+    let server = target(Default::default());
+    let base = server.base_url();
+    let args = [
+        "--sessions",
+        "2",
+        "--base-url",
+        &base,
+        "--config",
+        "evil.mode=get",
+        "--config",
+        "evil.path=/delay/10000",
+    ];
+    let (code, stdout, report) = stopped_by("INT", &args);
+    assert_eq!(code, 130, "{stdout}");
+    let report = report.expect("the report is written");
+    let m = metric(&report, "http GET /delay/10000");
+    assert_eq!(m.count, 0, "no latency sample for a request cut off");
+    assert_eq!(m.errors_by_kind.get("interrupted"), Some(&2), "{stdout}");
 }
 
 /// Runs mode `exhaust_then_spawn` under a 300 ms CPU budget, the root's second child spinning
@@ -246,4 +271,90 @@ async fn a1_extreme_arguments_are_refused_or_bounded_and_every_output_renders() 
     assert!(table.contains("mmmm"), "{table}");
     assert!(!table.contains('\u{1b}'), "control characters are escaped");
     r.to_json().expect("the report serialises");
+}
+
+/// A WebSocket server that sends 1 MiB messages as fast as the client takes them; returns its
+/// URL and the count of messages it managed to send.
+async fn flooding_server() -> (String, Arc<AtomicU64>) {
+    use futures_util::SinkExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        let Ok((socket, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(mut ws) = tokio_tungstenite::accept_async(socket).await else {
+            return;
+        };
+        let mib = vec![7u8; 1 << 20];
+        for _ in 0..300 {
+            let msg = tokio_tungstenite::tungstenite::Message::Binary(mib.clone().into());
+            if ws.send(msg).await.is_err() {
+                return;
+            }
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (url, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a20_a_flooding_websocket_is_held_back_by_the_inbound_byte_cap() {
+    let (url, sent) = flooding_server().await;
+    let mut plan = plan(
+        "evil",
+        1,
+        Some(url),
+        &[
+            "evil.mode=ws_hold",
+            "evil.path=/flood",
+            "evil.delay_ms=3000",
+        ],
+    );
+    plan.limits.session_timeout = Duration::from_secs(20);
+    let running = tokio::spawn(async move { run(&plan).await.report });
+    // Wait until the server can send no more (the guest never receives), at most 10 s.
+    let mut last = u64::MAX;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = sent.load(Ordering::Relaxed);
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+    }
+    let held = sent.load(Ordering::Relaxed);
+    // 4 MiB queued in the host plus what the kernel's socket buffers hold; without the byte
+    // cap the host would take all 300 (its message cap is 1024).
+    assert!(
+        held < 64,
+        "the host took {held} MiB from a guest that never read"
+    );
+    let r = running.await.unwrap();
+    assert_eq!(ended(&r, "completed"), 1, "{}", r.summary_table());
+}
+
+#[test]
+fn c5_an_address_space_limit_sizes_the_pool_and_names_the_fix() {
+    // `ulimit -v` of ~7.6 GiB: the pool of 64 MiB slots must be sized to fit, not fail.
+    let script = format!(
+        "ulimit -v 8000000 && exec {} run {} --sessions 200",
+        bin(),
+        guest("evil").display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("address-space limit (ulimit -v"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("raise `ulimit -v`"), "{stderr}");
+    assert!(stdout.contains("200 started, 200 completed"), "{stdout}");
 }

@@ -73,8 +73,49 @@ impl Sink {
         self.recorder.record_error(key.as_str(), kind);
     }
 
+    /// A guard for an action about to wait on the network under `key`: if the action is dropped
+    /// before its outcome is recorded (the run stopped at once), the guard records one
+    /// `interrupted` error, so requests in flight at a stop are counted, and not as latency.
+    pub fn in_flight(&self, key: MetricKey) -> InFlight {
+        InFlight {
+            sink: self.clone(),
+            key,
+            done: false,
+        }
+    }
+
     /// A named check passed or failed (the name goes through the naming rule).
     pub fn check(&self, name: &str, passed: bool) {
         self.recorder.check(&super::keys::clean(name), passed);
+    }
+}
+
+/// See [`Sink::in_flight`].
+pub struct InFlight {
+    sink: Sink,
+    key: MetricKey,
+    done: bool,
+}
+
+impl InFlight {
+    /// Records an HTTP outcome ([`Sink::http`]).
+    pub fn http(mut self, result: &Result<Response, RequestError>) {
+        self.done = true;
+        self.sink.http(&self.key, result);
+    }
+
+    /// Records a timed action ([`Sink::action`]).
+    pub fn action<T>(mut self, start: Instant, result: &Result<T, RequestError>) {
+        self.done = true;
+        self.sink.action(&self.key, start, result);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.done {
+            self.sink
+                .error(&self.key, request_error_kind(&RequestError::Interrupted));
+        }
     }
 }

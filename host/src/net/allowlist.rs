@@ -430,4 +430,26 @@ mod tests {
             assert!(!is_global(ip.parse().unwrap()), "{ip}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn every_spelling_of_an_ipv4_address_matches_the_same_rules(ip in proptest::prelude::any::<u32>(), port in 1u16..) {
+            let l = list(&["http://example.test"], &["10.0.0.0/8", "192.168.1.7"]);
+            let a = Ipv4Addr::from(ip);
+            let listed = a.octets()[0] == 10 || a == Ipv4Addr::new(192, 168, 1, 7);
+            for spelled in [a.to_string(), ip.to_string(), format!("0x{ip:x}"), format!("[::ffff:{a}]")] {
+                let u = url(&format!("http://{spelled}:{port}/"));
+                proptest::prop_assert_eq!(l.check_url(&u).is_ok(), listed, "{}", spelled);
+            }
+        }
+
+        #[test]
+        fn a_name_is_reachable_only_when_listed(name in "[a-z]{1,12}(\\.[a-z]{1,8}){0,2}", port in 1u16..) {
+            let l = list(&["http://base.test:8080"], &["api.test", "*.corp.test"]);
+            let expected = name == "api.test" || name.ends_with(".corp.test")
+                || (name == "base.test" && port == 8080);
+            let u = url(&format!("http://{name}:{port}/"));
+            proptest::prop_assert_eq!(l.check_url(&u).is_ok(), expected, "{}", name);
+        }
+    }
 }

@@ -110,7 +110,13 @@ pub struct SystemLimits {
     pub max_map_count: Option<u64>,
     /// Soft RLIMIT_NOFILE after raising it to the hard limit.
     pub open_files: u64,
+    /// Soft RLIMIT_AS (`ulimit -v`) in bytes, when one is set.
+    pub address_space: Option<u64>,
 }
+
+/// Address space kept for everything that is not an instance slot (the runtime, compiled code,
+/// buffers, thread stacks: ~1.6 GiB measured) when `RLIMIT_AS` is set.
+const ADDRESS_RESERVED: u64 = 2 << 30;
 
 /// Memory mappings one live instance needs (memory, guard, stack, tables); measured ~6.
 const MAPS_PER_INSTANCE: u64 = 6;
@@ -123,6 +129,7 @@ impl SystemLimits {
         SystemLimits {
             max_map_count: read_max_map_count(),
             open_files: raise_nofile(),
+            address_space: rlimit::address_space(),
         }
     }
 
@@ -176,6 +183,16 @@ mod rlimit {
         // SAFETY: `new` is a valid pointer to an initialised rlimit.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, new) == 0 }
     }
+    /// The soft RLIMIT_AS, or `None` when unlimited or unreadable.
+    pub fn address_space() -> Option<u64> {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid, exclusive pointer to an rlimit for the call's duration.
+        let ok = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) == 0 };
+        (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+    }
 }
 
 /// How many sessions can run at once, and why fewer than asked for.
@@ -186,10 +203,37 @@ pub struct Capacity {
     pub warnings: Vec<String>,
 }
 
-/// Caps `wanted` concurrent instances by the map count and fd limit.
-pub fn capacity(wanted: u32, sockets_per_session: u64, sys: &SystemLimits) -> Capacity {
+/// What one run asks of the machine besides its session count.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotCost {
+    /// Sockets one session may hold open.
+    pub sockets: u64,
+    /// Address space one instance slot reserves (memories, guards, stack).
+    pub bytes: u64,
+    /// Slots reserved beyond the sessions' (async children, nested scenarios).
+    pub extra_slots: u64,
+}
+
+/// Caps `wanted` concurrent instances by the map count, the fd limit and the address-space
+/// limit; never below one, and every cap names what to change.
+pub fn capacity(wanted: u32, cost: SlotCost, sys: &SystemLimits) -> Capacity {
+    let sockets_per_session = cost.sockets;
     let mut slots = u64::from(wanted.max(1));
     let mut warnings = Vec::new();
+    if let Some(limit) = sys.address_space {
+        let fit = limit.saturating_sub(ADDRESS_RESERVED) / cost.bytes.max(1);
+        let max = fit.saturating_sub(cost.extra_slots);
+        if slots > max {
+            warnings.push(format!(
+                "the address-space limit (ulimit -v: {} MiB) fits {max} concurrent sessions of {} MiB reserved each (plus {} child slots), not {slots}; running {} at a time (raise `ulimit -v`, or lower [limits] memory_mb or child_slots)",
+                limit >> 20,
+                cost.bytes >> 20,
+                cost.extra_slots,
+                max.max(1)
+            ));
+            slots = max;
+        }
+    }
     if let Some(max) = sys.max_instances()
         && slots > max
     {
@@ -220,21 +264,48 @@ mod tests {
 
     #[test]
     fn capacity_names_the_limit_and_fix() {
+        let cost = |sockets| SlotCost {
+            sockets,
+            bytes: 64 << 20,
+            extra_slots: 64,
+        };
         let sys = SystemLimits {
             max_map_count: Some(65530),
             open_files: 20_000,
+            address_space: None,
         };
-        let c = capacity(50_000, 1, &sys);
+        let c = capacity(50_000, cost(1), &sys);
         assert_eq!(c.slots, (65530 - 256) / 6);
         assert!(c.warnings[0].contains("sysctl -w vm.max_map_count="));
         let sys = SystemLimits {
             max_map_count: Some(1 << 20),
             open_files: 20_000,
+            address_space: None,
         };
-        let c = capacity(15_000, 2, &sys);
+        let c = capacity(15_000, cost(2), &sys);
         assert_eq!(c.slots, (20_000 - 256) / 2);
         assert!(c.warnings[0].contains("ulimit -n"));
-        assert!(capacity(100, 1, &sys).warnings.is_empty());
+        assert!(capacity(100, cost(1), &sys).warnings.is_empty());
+        // 4 GiB of address space: 2 GiB for slots of 64 MiB, 8 of them for children.
+        let sys = SystemLimits {
+            address_space: Some(4 << 30),
+            ..sys
+        };
+        let with_children = SlotCost {
+            extra_slots: 8,
+            ..cost(1)
+        };
+        let c = capacity(1000, with_children, &sys);
+        assert_eq!(c.slots, 32 - 8);
+        assert!(c.warnings[0].contains("ulimit -v"), "{:?}", c.warnings);
+        // Too little for even the child slots: still one session, and the fix is named.
+        let sys = SystemLimits {
+            address_space: Some(2560 << 20),
+            ..sys
+        };
+        let c = capacity(1000, with_children, &sys);
+        assert_eq!(c.slots, 1);
+        assert!(c.warnings[0].contains("lower [limits] memory_mb or child_slots"));
     }
 
     #[test]

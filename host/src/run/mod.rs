@@ -98,28 +98,14 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         .filter_map(|s| s.component())
         .map(loader::preflight)
         .collect::<Result<Vec<_>, _>>()?;
-    let wanted = match plan.limits.max_concurrent {
-        0 => u32::try_from(plan.total_sessions()).unwrap_or(u32::MAX),
-        n => n,
-    };
-    let capacity = limits::capacity(wanted, 1, &SystemLimits::probe());
+    let (engine, capacity) = sized_engine(plan, &preflights)?;
     let (options_progress, capacity_warnings) = (options.progress, capacity.warnings.len());
     if options.progress {
         for w in &capacity.warnings {
             eprintln!("warning: {w}");
         }
     }
-    let shape = preflights.iter().map(|p| p.shape).fold(
-        engine::ComponentShape::default(),
-        engine::ComponentShape::max,
-    );
     let child_slots = plan.limits.child_slots;
-    let engine = engine::build_engine(&EngineSettings {
-        slots: capacity.slots.saturating_add(child_slots),
-        memory_bytes: u64::from(plan.limits.memory_mb) << 20,
-        shape,
-        cache_dir: plan.cache_dir.clone(),
-    })?;
     let ticker = EpochTicker::start(&engine).map_err(RunError::Ticker)?;
     let recorder = Arc::new(Recorder::new(worker_threads() + 1));
     let env = load::Env {
@@ -164,6 +150,36 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         cut_by_plan: ended.cut_by_plan,
         warnings,
     })
+}
+
+/// The engine and its pool, sized to the sessions the plan wants at once and what the machine
+/// allows (map count, open files, address space).
+fn sized_engine(
+    plan: &RunPlan,
+    preflights: &[loader::Preflight],
+) -> Result<(wasmtime::Engine, limits::Capacity), RunError> {
+    let wanted = match plan.limits.max_concurrent {
+        0 => u32::try_from(plan.total_sessions()).unwrap_or(u32::MAX),
+        n => n,
+    };
+    let shape = preflights.iter().map(|p| p.shape).fold(
+        engine::ComponentShape::default(),
+        engine::ComponentShape::max,
+    );
+    let memory_bytes = u64::from(plan.limits.memory_mb) << 20;
+    let cost = limits::SlotCost {
+        sockets: 1,
+        bytes: engine::slot_bytes(memory_bytes, &shape),
+        extra_slots: u64::from(plan.limits.child_slots),
+    };
+    let capacity = limits::capacity(wanted, cost, &SystemLimits::probe());
+    let engine = engine::build_engine(&EngineSettings {
+        slots: capacity.slots.saturating_add(plan.limits.child_slots),
+        memory_bytes,
+        shape,
+        cache_dir: plan.cache_dir.clone(),
+    })?;
+    Ok((engine, capacity))
 }
 
 /// Tokio worker threads of the current runtime (for sizing metric shards).

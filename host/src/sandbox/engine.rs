@@ -73,6 +73,19 @@ pub struct EngineSettings {
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
+/// Elements of each pooled table.
+const TABLE_ELEMENTS: usize = 100_000;
+
+/// Address space one instance slot reserves: its memories with their guards, its tables, its
+/// async stack.
+pub fn slot_bytes(memory_bytes: u64, shape: &ComponentShape) -> u64 {
+    let memories = u64::from(shape.memories.max(1));
+    let tables = u64::from(shape.tables.max(1)) * (TABLE_ELEMENTS as u64) * 8;
+    memories.saturating_mul(memory_bytes.saturating_add(MEMORY_GUARD))
+        + tables
+        + u64::try_from(ASYNC_STACK).unwrap_or(u64::MAX)
+}
+
 /// Errors building the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -114,7 +127,7 @@ fn pooling(s: &EngineSettings) -> PoolingAllocationConfig {
         .max_memories_per_module(1)
         .max_tables_per_module(s.shape.tables.max(1))
         .max_memory_size(usize::try_from(s.memory_bytes).unwrap_or(usize::MAX))
-        .table_elements(100_000)
+        .table_elements(TABLE_ELEMENTS)
         .max_core_instance_size(4 << 20)
         .max_component_instance_size(4 << 20)
         .max_unused_warm_slots(slots.min(1000))

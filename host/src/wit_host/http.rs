@@ -46,13 +46,14 @@ impl HttpCtx {
 impl http::Host for HttpCtx {
     async fn send(&mut self, request: Request) -> Wt<Result<Response, RequestError>> {
         let p = self.prepare(request);
+        let flight = self.sink.in_flight(p.key);
         let r = match (p.url, self.deadline.clamp(Duration::MAX)) {
             (Err(e), _) => Err(e),
             (Ok(_), None) => Err(RequestError::Timeout),
             (Ok(url), Some(cap)) => self.client.send(&self.net, p.request, url, cap).await,
         };
         self.mark.host_returned();
-        self.sink.http(&p.key, &r);
+        flight.http(&r);
         Ok(r)
     }
 
@@ -63,7 +64,7 @@ impl http::Host for HttpCtx {
         let mut results: Vec<Option<Result<Response, RequestError>>> = Vec::new();
         let cap = self.deadline.clamp(Duration::MAX);
         for p in prepared {
-            keys.push(p.key);
+            keys.push(self.sink.in_flight(p.key));
             match (p.url, cap) {
                 (Err(e), _) => results.push(Some(Err(e))),
                 (Ok(_), None) => results.push(Some(Err(RequestError::Timeout))),
@@ -87,8 +88,8 @@ impl http::Host for HttpCtx {
                     .unwrap_or(Err(RequestError::Interrupted))
             })
             .collect();
-        for (key, r) in keys.iter().zip(&out) {
-            self.sink.http(key, r);
+        for (flight, r) in keys.into_iter().zip(&out) {
+            flight.http(r);
         }
         Ok(out)
     }

@@ -38,12 +38,13 @@ impl WsCtx {
         msg: WireMessage,
     ) -> Wt<Result<(), RequestError>> {
         let start = Instant::now();
+        let flight = self.sink.in_flight(MetricKey::fixed(WS_SEND));
         let r = match self.deadline.clamp(self.send_timeout) {
             Some(wait) => self.conn(&handle)?.send(msg, wait).await,
             None => Err(RequestError::Timeout),
         };
         self.mark.host_returned();
-        self.sink.action(&MetricKey::fixed(WS_SEND), start, &r);
+        flight.action(start, &r);
         Ok(r)
     }
 
@@ -67,7 +68,9 @@ impl websocket::HostConnection for WsCtx {
     ) -> Wt<Result<Resource<Connection>, RequestError>> {
         let start = Instant::now();
         let url = resolve(self.net.base_url.as_ref(), &url, true);
-        let key = Self::connect_key(&url, options.metric_name.as_deref());
+        let flight = self
+            .sink
+            .in_flight(Self::connect_key(&url, options.metric_name.as_deref()));
         let r = match url {
             Err(e) => Err(e),
             Ok(_) if self.open >= self.cap => Err(RequestError::TooManyConnections),
@@ -75,7 +78,7 @@ impl websocket::HostConnection for WsCtx {
             Ok(url) => ws::connect(&self.net, &self.cookies, &url, &options).await,
         };
         self.mark.host_returned();
-        self.sink.action(&key, start, &r);
+        flight.action(start, &r);
         match r {
             Ok(conn) => {
                 self.open += 1;
@@ -108,12 +111,13 @@ impl websocket::HostConnection for WsCtx {
         timeout_ms: Option<u32>,
     ) -> Wt<Result<Message, RequestError>> {
         let start = Instant::now();
+        let flight = self.sink.in_flight(MetricKey::fixed(WS_RECV));
         let r = match self.recv_wait(timeout_ms) {
             Some(wait) => self.conn(&handle)?.recv(wait).await,
             None => Err(RequestError::Timeout),
         };
         self.mark.host_returned();
-        self.sink.action(&MetricKey::fixed(WS_RECV), start, &r);
+        flight.action(start, &r);
         Ok(r)
     }
 
@@ -124,13 +128,13 @@ impl websocket::HostConnection for WsCtx {
         timeout_ms: Option<u32>,
     ) -> Wt<Result<(), RequestError>> {
         let start = Instant::now();
+        let flight = self.sink.in_flight(MetricKey::fixed(WS_AWAIT_RECV));
         let r = match self.recv_wait(timeout_ms) {
             Some(wait) => self.conn(&handle)?.await_recv(&expected, wait).await,
             None => Err(RequestError::Timeout),
         };
         self.mark.host_returned();
-        self.sink
-            .action(&MetricKey::fixed(WS_AWAIT_RECV), start, &r);
+        flight.action(start, &r);
         Ok(r)
     }
 
