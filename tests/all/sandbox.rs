@@ -1,6 +1,7 @@
 //! The sandbox against a hostile tenant (catalogue: ../shared/reference/style-and-reliability.md
 //! Part 2): the outbound allowlist and the stop signals.
 
+use crate::loadtests::plan_file;
 use crate::merge::tempdir;
 use crate::support::{bin, ended, guest, metric, plan, run, target};
 use chaperon_host::report::Report;
@@ -357,4 +358,77 @@ fn c5_an_address_space_limit_sizes_the_pool_and_names_the_fix() {
     );
     assert!(stderr.contains("raise `ulimit -v`"), "{stderr}");
     assert!(stdout.contains("200 started, 200 completed"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a25_tenants_cannot_reach_each_others_scenarios_data_or_network() {
+    let (alpha, beta) = (target(Default::default()), target(Default::default()));
+    let dir = tempdir();
+    let data = dir.join("tenant-set.json");
+    std::fs::write(&data, r#"[{"n": 1}, {"n": 2}]"#).unwrap();
+    let toml = format!(
+        r#"
+        [setup]
+        scenario = "hooks"
+        function = "make_setup"
+
+        [[scenario]]
+        name = "hooks"
+        component = "EVIL"
+        sessions = 0
+
+        [tenant.alpha.data.alpha_set]
+        file = "{data}"
+
+        [tenant.beta.data.beta_set]
+        file = "{data}"
+
+        [[scenario]]
+        name = "alpha_main"
+        tenant = "alpha"
+        component = "EVIL"
+        sessions = 2
+        config = {{ base_url = "{a}", evil = {{ mode = "tenant_probe", other_scenario = "beta_child", other_set = "beta_set", own_set = "alpha_set", other_url = "{b}/health" }} }}
+
+        [[scenario]]
+        name = "beta_child"
+        component = "EVIL"
+        sessions = 0
+        tenant = "beta"
+        config = {{ base_url = "{b}" }}
+        "#,
+        data = data.display(),
+        a = alpha.base_url(),
+        b = beta.base_url(),
+    );
+    let plan = plan_file("tenants", &toml);
+    let r = run(&plan).await.report;
+    assert_eq!(ended(&r, "completed"), 2, "{}", r.summary_table());
+    for (name, c) in &r.checks {
+        assert_eq!((c.passed, c.failed), (2, 0), "{name}");
+    }
+    assert_eq!(r.checks.len(), 6, "{:?}", r.checks);
+    assert_eq!(
+        beta.stats().http_requests(),
+        0,
+        "alpha never reached beta's target"
+    );
+    assert_eq!(alpha.stats().requests_to("GET", "/health"), 2);
+}
+
+#[test]
+fn a_scenario_naming_an_undeclared_tenant_is_one_line_naming_the_fix() {
+    let dir = tempdir();
+    let path = dir.join("bad-tenant.toml");
+    let toml = format!(
+        "[[scenario]]\nname = \"x\"\ntenant = \"ghost\"\ncomponent = {:?}\n",
+        guest("evil").display().to_string()
+    );
+    std::fs::write(&path, toml).unwrap();
+    let (code, _, stderr) = crate::support::host(&["run", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("names tenant `ghost`, which has no [tenant.ghost] section"),
+        "{stderr}"
+    );
 }

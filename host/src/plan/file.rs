@@ -44,6 +44,10 @@ pub struct LoadTestFile {
     /// Where sessions may connect besides the base URLs.
     #[serde(default)]
     pub network: NetworkSection,
+    /// Tenants sharing this run: `[tenant.NAME]`. Scenarios name theirs with `tenant = "NAME"`;
+    /// without one they belong to the implicit tenant (whose data sets are `[data]`).
+    #[serde(default)]
+    pub tenant: std::collections::BTreeMap<String, TenantSection>,
     /// Reserved for the reports issue (pass/fail rules); any key is rejected for now.
     #[serde(default)]
     pub thresholds: Reserved,
@@ -80,6 +84,8 @@ pub struct ScenarioEntry {
     /// Config for this scenario, merged over `[config]`.
     #[serde(default)]
     pub config: toml::Table,
+    /// The `[tenant.NAME]` it belongs to; none: the implicit tenant.
+    pub tenant: Option<String>,
     /// Wait before each session starts (e.g. "2s"); not applied to nested runs.
     #[serde(default, with = "crate::plan::limits::humantime_serde_compat")]
     pub start_delay: std::time::Duration,
@@ -100,6 +106,19 @@ pub struct Hook {
 
 fn one() -> u32 {
     1
+}
+
+/// `[tenant.NAME]`: what one tenant's scenarios may reach and read. Its scenarios' names, data
+/// sets and network are invisible to other tenants.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSection {
+    /// Where its sessions may connect besides its scenarios' base URLs (and `[network] allow`).
+    #[serde(default)]
+    pub network: NetworkSection,
+    /// Its data sets: `[tenant.NAME.data.SET]`.
+    #[serde(default)]
+    pub data: std::collections::BTreeMap<String, super::data::DataSpec>,
 }
 
 /// `[network]`: the outbound allowlist beyond the base URLs (see `net/allowlist.rs`).
@@ -141,12 +160,20 @@ pub enum LoadTestError {
     )]
     ComponentOrSequence { path: String, name: String },
     #[error(
-        "load-test file {path}: `{what}` names scenario `{name}`, which is not a [[scenario]] with a component"
+        "load-test file {path}: `{what}` names scenario `{name}`, which is not a [[scenario]] with a component in the same tenant"
     )]
     UnknownScenario {
         path: String,
         what: String,
         name: String,
+    },
+    #[error(
+        "load-test file {path}: scenario `{name}` names tenant `{tenant}`, which has no [tenant.{tenant}] section"
+    )]
+    UnknownTenant {
+        path: String,
+        name: String,
+        tenant: String,
     },
 }
 
@@ -163,7 +190,8 @@ impl LoadTestFile {
         for s in &mut file.scenario {
             s.component = s.component.as_ref().map(|c| dir.join(c));
         }
-        for d in file.data.values_mut() {
+        let tenant_data = file.tenant.values_mut().flat_map(|t| t.data.values_mut());
+        for d in file.data.values_mut().chain(tenant_data) {
             d.file = dir.join(&d.file);
         }
         if let Some(ca) = &mut file.tls.ca_file {
@@ -203,25 +231,37 @@ impl LoadTestFile {
         Ok(file)
     }
 
-    /// Sequences and hooks must name scenarios that have a component.
+    /// Sequences and hooks must name scenarios that have a component, in their own tenant
+    /// (hooks: the implicit tenant); scenarios must name declared tenants.
     fn check_references(&self, shown: &str) -> Result<(), LoadTestError> {
-        let has_component = |n: &str| {
+        for s in &self.scenario {
+            if let Some(t) = &s.tenant
+                && !self.tenant.contains_key(t)
+            {
+                return Err(LoadTestError::UnknownTenant {
+                    path: shown.into(),
+                    name: s.name.clone(),
+                    tenant: t.clone(),
+                });
+            }
+        }
+        let has_component = |tenant: &Option<String>, n: &str| {
             self.scenario
                 .iter()
-                .any(|s| s.name == n && s.component.is_some())
+                .any(|s| s.name == n && s.component.is_some() && &s.tenant == tenant)
         };
         let steps = self.scenario.iter().flat_map(|s| {
             let what = format!("sequence of `{}`", s.name);
             s.sequence
                 .iter()
                 .flatten()
-                .map(move |step| (what.clone(), step.clone()))
+                .map(move |step| (s.tenant.clone(), what.clone(), step.clone()))
         });
         let hooks = [("setup", &self.setup), ("teardown", &self.teardown)]
             .into_iter()
-            .filter_map(|(w, h)| h.as_ref().map(|h| (w.to_owned(), h.scenario.clone())));
-        for (what, name) in steps.chain(hooks) {
-            if !has_component(&name) {
+            .filter_map(|(w, h)| h.as_ref().map(|h| (None, w.to_owned(), h.scenario.clone())));
+        for (tenant, what, name) in steps.chain(hooks) {
+            if !has_component(&tenant, &name) {
                 return Err(LoadTestError::UnknownScenario {
                     path: shown.into(),
                     what,

@@ -74,6 +74,8 @@ pub struct ScenarioPlan {
     pub random_start_delay: std::time::Duration,
     /// `base_url` of the config, parsed once.
     pub base_url: Option<url::Url>,
+    /// Its `[tenant.NAME]`; empty for the implicit tenant.
+    pub tenant: String,
 }
 
 impl ScenarioPlan {
@@ -94,8 +96,8 @@ pub struct RunPlan {
     pub tls: Arc<rustls::ClientConfig>,
     pub setup: Option<Hook>,
     pub teardown: Option<Hook>,
-    /// The load test's data sets, loaded.
-    pub data: Arc<BTreeMap<String, Dataset>>,
+    /// Each tenant's data sets, loaded (the implicit tenant's, `[data]`, under "").
+    pub data: BTreeMap<String, Arc<BTreeMap<String, Dataset>>>,
     pub limits: Limits,
     pub outputs: Vec<Output>,
     pub cache_dir: Option<PathBuf>,
@@ -103,8 +105,9 @@ pub struct RunPlan {
     pub progress: bool,
     /// Scenario log lines below this level are not printed.
     pub log_level: LogLevel,
-    /// Where sessions may connect: the base URLs plus `[network] allow` and `--allow`.
-    pub allowlist: Arc<Allowlist>,
+    /// Where each tenant's sessions may connect (the implicit tenant under ""): its scenarios'
+    /// base URLs plus `[network] allow`, its `[tenant.NAME.network] allow` and `--allow`.
+    pub allowlists: BTreeMap<String, Arc<Allowlist>>,
 }
 
 /// A bad command line or config; one line naming the fix.
@@ -173,23 +176,30 @@ impl RunPlan {
             file.tls.insecure_skip_verify,
         )
         .map_err(ConfigError::Tls)?;
-        let data = file
-            .data
-            .iter()
-            .map(|(name, spec)| Ok((name.clone(), Dataset::load(name, spec)?)))
-            .collect::<Result<BTreeMap<_, _>, DataError>>()?;
+        let mut data = BTreeMap::from([(String::new(), load_data(&file.data)?)]);
+        let mut allowlists = BTreeMap::new();
+        let everyone: Vec<&String> = file.network.allow.iter().chain(&args.allow).collect();
+        let implicit = allowlist(&scenarios, "", everyone.iter().copied())?;
+        allowlists.insert(String::new(), Arc::new(implicit));
+        for (name, t) in &file.tenant {
+            data.insert(name.clone(), load_data(&t.data)?);
+            let entries = everyone.iter().copied().chain(&t.network.allow);
+            allowlists.insert(
+                name.clone(),
+                Arc::new(allowlist(&scenarios, name, entries)?),
+            );
+        }
         let log_level = match &args.log_level {
             Some(l) => LogLevel::parse(l).ok_or_else(|| ConfigError::LogLevel(l.clone()))?,
             None => file.output.log_level.unwrap_or(LogLevel::Info),
         };
-        let allowlist = allowlist(&scenarios, file.network.allow.iter().chain(&args.allow))?;
         Ok(RunPlan {
-            allowlist: Arc::new(allowlist),
+            allowlists,
             scenarios,
             setup: file.setup.clone(),
             tls,
             teardown: file.teardown.clone(),
-            data: Arc::new(data),
+            data,
             limits,
             outputs,
             cache_dir: (!args.no_cache).then(default_cache_dir).flatten(),
@@ -200,9 +210,10 @@ impl RunPlan {
 
     /// Also allows `entry` (tests and embedders; the CLI uses `--allow`).
     pub fn allow(&mut self, entry: &str) -> Result<(), EntryError> {
-        let mut list = (*self.allowlist).clone();
-        list.push(Entry::parse(entry)?);
-        self.allowlist = Arc::new(list);
+        let entry = Entry::parse(entry)?;
+        for list in self.allowlists.values_mut() {
+            Arc::make_mut(list).push(entry.clone());
+        }
         Ok(())
     }
 
@@ -212,13 +223,15 @@ impl RunPlan {
     }
 }
 
-/// The run's allowlist: every scenario's base URL origin, then the user's entries.
+/// A tenant's allowlist: the base URL origin of each of its scenarios, then `allow` entries.
 fn allowlist<'a>(
     scenarios: &[ScenarioPlan],
+    tenant: &str,
     allow: impl Iterator<Item = &'a String>,
 ) -> Result<Allowlist, EntryError> {
     let mut entries: Vec<Entry> = scenarios
         .iter()
+        .filter(|s| s.tenant == tenant)
         .filter_map(|s| s.base_url.as_ref())
         .filter_map(|u| Entry::from_url(u, Source::BaseUrl).ok())
         .collect();
@@ -226,6 +239,16 @@ fn allowlist<'a>(
         entries.push(Entry::parse(text)?);
     }
     Ok(Allowlist::new(entries))
+}
+
+fn load_data(
+    specs: &BTreeMap<String, data::DataSpec>,
+) -> Result<Arc<BTreeMap<String, Dataset>>, DataError> {
+    let sets = specs
+        .iter()
+        .map(|(name, spec)| Ok((name.clone(), Dataset::load(name, spec)?)))
+        .collect::<Result<BTreeMap<_, _>, DataError>>()?;
+    Ok(Arc::new(sets))
 }
 
 fn load_target(path: &Path) -> Result<LoadTestFile, ConfigError> {
@@ -252,6 +275,7 @@ fn short_form(path: &Path) -> LoadTestFile {
             sequence: None,
             sessions: 1,
             config: toml::Table::new(),
+            tenant: None,
             start_delay: std::time::Duration::ZERO,
             random_start_delay: std::time::Duration::ZERO,
         }],
@@ -290,6 +314,7 @@ fn scenario_plan(
         start_delay: s.start_delay,
         random_start_delay: s.random_start_delay,
         base_url,
+        tenant: s.tenant.clone().unwrap_or_default(),
     })
 }
 

@@ -48,7 +48,7 @@ fn net_config(plan: &RunPlan, sp: &ScenarioPlan, gate: &Arc<ConnectGate>) -> Net
     NetConfig {
         base_url: sp.base_url.clone(),
         tls: plan.tls.clone(),
-        policy: plan.allowlist.clone(),
+        policy: plan.allowlists.get(&sp.tenant).cloned().unwrap_or_default(),
         gate: gate.clone(),
         connect_timeout: l.connect_timeout,
         request_timeout: l.request_timeout,
@@ -70,7 +70,6 @@ pub async fn scenarios(
     let linker = crate::wit_host::linker(env.engine)?;
     let run = Arc::new(RunCtx {
         setup_data: OnceLock::new(),
-        data: plan.data.clone(),
         registry: OnceLock::new(),
         child_slots: env.child_slots.clone(),
         instantiating: Semaphore::new(env.instantiations),
@@ -88,6 +87,8 @@ pub async fn scenarios(
             })?;
         let scenario = Arc::new(ScenarioRt {
             name: sp.name.as_str().into(),
+            tenant: sp.tenant.as_str().into(),
+            data: plan.data.get(&sp.tenant).cloned().unwrap_or_default(),
             config: sp.config.clone(),
             limits: plan.limits.clone(),
             net: Arc::new(net_config(plan, sp, &env.gate)),

@@ -17,8 +17,6 @@ use tokio::sync::Semaphore;
 pub struct RunCtx {
     /// Result of the load test's setup function (set once it ran).
     pub setup_data: OnceLock<String>,
-    /// The load test's data sets.
-    pub data: Arc<BTreeMap<String, Dataset>>,
     /// Every component scenario of the run by name (weak: each scenario holds this context).
     pub registry: OnceLock<BTreeMap<String, Weak<ScenarioRt>>>,
     /// Pool slots for children and nested scenarios; taken without waiting.
@@ -33,6 +31,10 @@ pub struct RunCtx {
 /// One scenario of the run, ready to start sessions.
 pub struct ScenarioRt {
     pub name: Arc<str>,
+    /// Its tenant ("" for the implicit one): names, data sets and network resolve inside it.
+    pub tenant: Arc<str>,
+    /// Its tenant's data sets.
+    pub data: Arc<BTreeMap<String, Dataset>>,
     /// The scenario's own config: `[config]`, its `config`, then the command line's.
     pub config: Value,
     pub limits: Limits,
@@ -49,8 +51,15 @@ pub struct ScenarioRt {
 }
 
 impl ScenarioRt {
-    /// The component scenario `name` of this run.
+    /// The component scenario `name` of this run, if it is in this scenario's tenant: another
+    /// tenant's scenarios are unknown here.
     pub fn lookup(&self, name: &str) -> Option<Arc<ScenarioRt>> {
-        self.run.registry.get()?.get(name)?.upgrade()
+        let found = self.run.registry.get()?.get(name)?.upgrade()?;
+        (found.tenant == self.tenant).then_some(found)
+    }
+
+    /// Whether `run` may see the load test's setup data (the implicit tenant's hook).
+    pub fn sees_setup_data(&self) -> bool {
+        self.tenant.is_empty()
     }
 }

@@ -117,11 +117,14 @@ impl session::Host for SessionCtx {
     }
 
     async fn setup_data(&mut self) -> Wt<Option<String>> {
-        Ok(self.scenario.run.setup_data.get().cloned())
+        let visible = self.scenario.sees_setup_data();
+        Ok(visible
+            .then(|| self.scenario.run.setup_data.get().cloned())
+            .flatten())
     }
 
     async fn feed(&mut self, dataset: String) -> Wt<Result<String, StateError>> {
-        let Some(set) = self.scenario.run.data.get(&dataset) else {
+        let Some(set) = self.scenario.data.get(&dataset) else {
             let name = escape(&dataset);
             return Ok(Err(StateError::Missing(format!(
                 "no data set `{name}` in this load test (add [data.{name}] to the load-test file)"

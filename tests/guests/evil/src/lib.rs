@@ -394,6 +394,31 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
         // Extreme arguments to the imports: each must be refused with an error (a check
         // `refused: WHAT` passes) or accepted harmlessly, never end the run.
         "extremes" => extremes(s),
+        // From one tenant, tries to reach another's: its scenario `evil.other_scenario`, its
+        // data set `evil.other_set`, its base URL `evil.other_url`; and its own data set
+        // `evil.own_set`. Records a check for each.
+        "tenant_probe" => {
+            let other: String = s.config("evil.other_scenario")?;
+            let r = s.run_scenario(&other, json!({}), true);
+            s.check("other tenant's scenario is unknown", r.is_err());
+            let other_set: String = s.config("evil.other_set")?;
+            let r = s.feed::<Value>(&other_set);
+            s.check("other tenant's data set is unknown", r.is_err());
+            let own_set: String = s.config("evil.own_set")?;
+            let r = s.feed::<Value>(&own_set);
+            s.check("own data set is fed", r.is_ok());
+            let url: String = s.config("evil.other_url")?;
+            let r = s.send(Request::get(url.as_str()));
+            let denied = matches!(r, Err(Error::Request(RequestError::Denied(_))));
+            s.check("other tenant's base URL is denied", denied);
+            let own = s.get("/health")?;
+            s.check("own base URL is reachable", own.ok());
+            s.check(
+                "no setup data across tenants",
+                s.setup_data::<Value>().is_none(),
+            );
+            Ok(())
+        }
         // Runs scenario `child` nested, in mode `own_config`.
         "nest_own" => {
             s.run_scenario("child", json!({ "evil": { "mode": "own_config" } }), true)?;
