@@ -432,3 +432,43 @@ fn a_scenario_naming_an_undeclared_tenant_is_one_line_naming_the_fix() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a26_one_tenants_metric_names_cannot_erase_anothers() {
+    let plan = plan_file(
+        "tenant-quotas",
+        r#"
+        [tenant.noisy]
+        [tenant.quiet]
+
+        [[scenario]]
+        name = "noisy"
+        tenant = "noisy"
+        component = "EVIL"
+        config = { evil = { mode = "many_metrics", n = 5000 } }
+
+        [[scenario]]
+        name = "quiet"
+        tenant = "quiet"
+        component = "EVIL"
+        sessions = 3
+        start_delay = "500ms"
+        config = { evil = { mode = "record" } }
+        "#,
+    );
+    let r = run(&plan).await.report;
+    assert_eq!(ended(&r, "completed"), 4, "{}", r.summary_table());
+    assert_eq!(
+        metric(&r, "quiet: value").count,
+        3,
+        "the quiet tenant's metric is kept"
+    );
+    let noisy = r
+        .metrics
+        .keys()
+        .filter(|k| k.starts_with("noisy: "))
+        .count();
+    assert_eq!(noisy, 1000, "the noisy tenant is held to its own quota");
+    assert_eq!(r.counters.get("dropped_metric_keys noisy"), Some(&4000));
+    assert_eq!(r.counters.get("dropped_metric_keys quiet"), None);
+}

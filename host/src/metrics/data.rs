@@ -191,6 +191,28 @@ impl MetricSet {
         }
     }
 
+    /// Adds a tenant's set into `self`, its metric keys and check names under `tenant: `
+    /// (the implicit tenant, "", keeps its names); its refused keys are also counted under
+    /// the counter `dropped_metric_keys TENANT`.
+    pub fn merge_tenant(&mut self, tenant: &str, other: &MetricSet) {
+        if tenant.is_empty() {
+            return self.merge(other);
+        }
+        for (key, data) in &other.metrics {
+            self.merge_metric(&format!("{tenant}: {key}"), data);
+        }
+        for (name, count) in &other.checks {
+            self.merge_check(&format!("{tenant}: {name}"), *count);
+        }
+        self.dropped_keys = self.dropped_keys.saturating_add(other.dropped_keys);
+        if other.dropped_keys > 0 {
+            self.add_counter(&format!("dropped_metric_keys {tenant}"), other.dropped_keys);
+        }
+        for (name, n) in &other.counters {
+            self.add_counter(name, *n);
+        }
+    }
+
     /// Adds `n` to the counter `name`.
     pub fn add_counter(&mut self, name: &str, n: u64) {
         let c = self.counters.entry(name.to_owned()).or_default();

@@ -2,7 +2,7 @@
 //! provenance.
 
 use super::schedule::Ended;
-use crate::metrics::Recorder;
+use crate::metrics::MetricSet;
 use crate::plan::RunPlan;
 use crate::report::{
     self, ComponentInfo, Provenance, Report, ReportError, SessionFailure, SessionSummary,
@@ -13,7 +13,7 @@ use crate::sandbox::loader::Preflight;
 pub fn report(
     plan: &RunPlan,
     preflights: &[Preflight],
-    recorder: &Recorder,
+    metrics: &MetricSet,
     ended: &[Ended],
     duration: f64,
     started_at: std::time::SystemTime,
@@ -53,7 +53,7 @@ pub fn report(
         config: serde_json::Value::Object(config),
         merged_from: 1,
     };
-    Report::build(&recorder.snapshot(), duration, sessions, provenance)
+    Report::build(metrics, duration, sessions, provenance)
 }
 
 /// Report counter of connects that waited at the run's connect gate.

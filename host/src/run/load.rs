@@ -21,12 +21,22 @@ use wasmtime::Engine;
 pub struct Env<'a> {
     pub engine: &'a Engine,
     pub epoch: Arc<AtomicU64>,
+    /// The implicit tenant's sink.
     pub sink: Sink,
+    /// One sink per declared tenant: each tenant has its own metric-key quota.
+    pub tenant_sinks: BTreeMap<String, Sink>,
     pub child_slots: Arc<Semaphore>,
     /// Instantiations allowed at once.
     pub instantiations: usize,
     /// The run's connect gate.
     pub gate: Arc<ConnectGate>,
+}
+
+impl Env<'_> {
+    /// The sink of `tenant`'s scenarios (the plan only names declared tenants).
+    fn sink_of(&self, tenant: &str) -> Sink {
+        self.tenant_sinks.get(tenant).unwrap_or(&self.sink).clone()
+    }
 }
 
 /// What a scenario's sessions run.
@@ -92,7 +102,7 @@ pub async fn scenarios(
             config: sp.config.clone(),
             limits: plan.limits.clone(),
             net: Arc::new(net_config(plan, sp, &env.gate)),
-            sink: env.sink.clone(),
+            sink: env.sink_of(&sp.tenant),
             epoch: env.epoch.clone(),
             log_level: plan.log_level,
             run: run.clone(),

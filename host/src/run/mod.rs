@@ -11,13 +11,14 @@ mod finish;
 mod load;
 mod schedule;
 
-use crate::metrics::{Recorder, Sink};
+use crate::metrics::{MetricSet, Recorder, Sink};
 use crate::net::gate::ConnectGate;
 use crate::plan::limits::{self, SystemLimits};
 use crate::plan::{Output, RunPlan};
 use crate::report::{self, Report};
 use crate::sandbox::engine::{self, EngineSettings, EpochTicker};
 use crate::sandbox::loader::{self, LoadError};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{Semaphore, watch};
@@ -107,11 +108,16 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
     }
     let child_slots = plan.limits.child_slots;
     let ticker = EpochTicker::start(&engine).map_err(RunError::Ticker)?;
-    let recorder = Arc::new(Recorder::new(worker_threads() + 1));
+    let recorders = Recorders::of(plan);
     let env = load::Env {
         engine: &engine,
         epoch: ticker.epoch(),
-        sink: Sink::new(recorder.clone()),
+        sink: Sink::new(recorders.implicit.clone()),
+        tenant_sinks: recorders
+            .named
+            .iter()
+            .map(|(t, r)| (t.clone(), Sink::new(r.clone())))
+            .collect(),
         child_slots: Arc::new(Semaphore::new(child_slots as usize)),
         instantiations: 2 * worker_threads(),
         gate: Arc::new(ConnectGate::new(plan.limits.max_connecting)),
@@ -128,7 +134,7 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
     let mut report = finish::report(
         plan,
         &preflights,
-        &recorder,
+        &recorders.snapshot(),
         &ended.sessions,
         duration,
         started_at,
@@ -150,6 +156,36 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         cut_by_plan: ended.cut_by_plan,
         warnings,
     })
+}
+
+/// One recorder per tenant, so that each has its own metric-key quota.
+struct Recorders {
+    implicit: Arc<Recorder>,
+    named: BTreeMap<String, Arc<Recorder>>,
+}
+
+impl Recorders {
+    fn of(plan: &RunPlan) -> Recorders {
+        let new = || Arc::new(Recorder::new(worker_threads() + 1));
+        Recorders {
+            implicit: new(),
+            named: plan
+                .data
+                .keys()
+                .filter(|t| !t.is_empty())
+                .map(|t| (t.clone(), new()))
+                .collect(),
+        }
+    }
+
+    /// Every tenant's metrics in one set, declared tenants' names prefixed `TENANT: `.
+    fn snapshot(&self) -> MetricSet {
+        let mut set = self.implicit.snapshot();
+        for (tenant, recorder) in &self.named {
+            set.merge_tenant(tenant, &recorder.snapshot());
+        }
+        set
+    }
 }
 
 /// The engine and its pool, sized to the sessions the plan wants at once and what the machine

@@ -419,6 +419,13 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             );
             Ok(())
         }
+        // Records `evil.n` distinct metric names (`name 0`, `name 1`, ...).
+        "many_metrics" => {
+            for i in 0..s.config_or::<u32>("evil.n", 1500) {
+                s.record(&format!("name {i}"), i);
+            }
+            Ok(())
+        }
         // Runs scenario `child` nested, in mode `own_config`.
         "nest_own" => {
             s.run_scenario("child", json!({ "evil": { "mode": "own_config" } }), true)?;
