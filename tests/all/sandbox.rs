@@ -472,3 +472,54 @@ async fn a26_one_tenants_metric_names_cannot_erase_anothers() {
     assert_eq!(r.counters.get("dropped_metric_keys noisy"), Some(&4000));
     assert_eq!(r.counters.get("dropped_metric_keys quiet"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a27_a_tenants_limits_apply_to_its_sessions_only() {
+    let plan = plan_file(
+        "tenant-limits",
+        r#"
+        [limits]
+        cpu_budget_ms = 800
+
+        [tenant.tight.limits]
+        session_timeout = "1s"
+
+        [[scenario]]
+        name = "tight"
+        tenant = "tight"
+        component = "EVIL"
+        sessions = 2
+        config = { evil = { mode = "delay", delay_ms = 1500 } }
+
+        [[scenario]]
+        name = "roomy"
+        component = "EVIL"
+        sessions = 2
+        config = { evil = { mode = "delay", delay_ms = 1500 } }
+        "#,
+    );
+    let tight = plan.scenarios.iter().find(|s| s.name == "tight").unwrap();
+    assert_eq!(
+        tight.limits(&plan.limits).cpu_budget_ms,
+        800,
+        "other keys come from [limits]"
+    );
+    let r = run(&plan).await.report;
+    assert_eq!(ended(&r, "timeout"), 2, "{}", r.summary_table());
+    assert_eq!(ended(&r, "completed"), 2, "{}", r.summary_table());
+}
+
+#[test]
+fn a_bad_tenant_limit_is_one_line_naming_the_tenant() {
+    let dir = tempdir();
+    let path = dir.join("bad-tenant-limits.toml");
+    let toml = format!(
+        "[tenant.t.limits]\nsession_timeout = \"soon\"\n\n[[scenario]]\nname = \"x\"\ntenant = \"t\"\ncomponent = {:?}\n",
+        guest("evil").display().to_string()
+    );
+    std::fs::write(&path, toml).unwrap();
+    let (code, _, stderr) = crate::support::host(&["run", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.starts_with("error: [tenant.t.limits]: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

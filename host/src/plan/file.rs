@@ -41,6 +41,9 @@ pub struct LoadTestFile {
     pub data: std::collections::BTreeMap<String, super::data::DataSpec>,
     #[serde(default)]
     pub limits: Limits,
+    /// `[limits]` as written, for tenants' limits to be laid over.
+    #[serde(skip)]
+    pub limits_table: toml::Table,
     /// Where sessions may connect besides the base URLs.
     #[serde(default)]
     pub network: NetworkSection,
@@ -113,6 +116,10 @@ fn one() -> u32 {
 #[derive(Clone, Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSection {
+    /// Its per-session limits: keys given here replace `[limits]`'s for its scenarios (run-wide
+    /// keys such as `max_duration` stay `[limits]`'s).
+    #[serde(default)]
+    pub limits: Option<toml::Table>,
     /// Where its sessions may connect besides its scenarios' base URLs (and `[network] allow`).
     #[serde(default)]
     pub network: NetworkSection,
@@ -205,10 +212,15 @@ impl LoadTestFile {
 
     /// Parses TOML text; `shown` names the source in errors.
     pub fn parse(text: &str, shown: &str) -> Result<LoadTestFile, LoadTestError> {
-        let file: LoadTestFile = toml::from_str(text).map_err(|e| LoadTestError::Parse {
+        let parse_error = |e: toml::de::Error| LoadTestError::Parse {
             path: shown.into(),
             reason: crate::util::first_line(e.message()),
-        })?;
+        };
+        let mut file: LoadTestFile = toml::from_str(text).map_err(parse_error)?;
+        let raw: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        if let Some(toml::Value::Table(limits)) = raw.get("limits") {
+            file.limits_table = limits.clone();
+        }
         if file.scenario.is_empty() {
             return Err(LoadTestError::NoScenario { path: shown.into() });
         }

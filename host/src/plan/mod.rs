@@ -76,6 +76,15 @@ pub struct ScenarioPlan {
     pub base_url: Option<url::Url>,
     /// Its `[tenant.NAME]`; empty for the implicit tenant.
     pub tenant: String,
+    /// Its tenant's limits when the tenant has its own; otherwise the plan's apply.
+    pub limits: Option<Limits>,
+}
+
+impl ScenarioPlan {
+    /// The limits its sessions run under: its tenant's, else the plan's `limits`.
+    pub fn limits<'a>(&'a self, plan: &'a Limits) -> &'a Limits {
+        self.limits.as_ref().unwrap_or(plan)
+    }
 }
 
 impl ScenarioPlan {
@@ -141,6 +150,8 @@ pub enum ConfigError {
     LogLevel(String),
     #[error(transparent)]
     Allow(#[from] EntryError),
+    #[error("[tenant.{tenant}.limits]: {reason}")]
+    TenantLimits { tenant: String, reason: String },
 }
 
 impl RunPlan {
@@ -149,21 +160,19 @@ impl RunPlan {
         let file = load_target(&args.target)?;
         let overlay = cli_overlay(args)?;
         let global = toml_to_json(file.config.clone());
+        let limits = with_cli_limits(file.limits.clone(), args)?;
+        let tenant_limits = tenant_limits(&file, args)?;
         let scenarios = file
             .scenario
             .iter()
-            .map(|s| scenario_plan(s, &global, &overlay, args.sessions))
+            .map(|s| {
+                let tenant = s.tenant.as_deref().unwrap_or_default();
+                let own = tenant_limits.get(tenant);
+                scenario_plan(s, &global, &overlay, args.sessions, own)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if scenarios.iter().all(|s| s.sessions == 0) {
             return Err(ConfigError::Zero { what: "sessions" });
-        }
-        let mut limits = file.limits.clone();
-        if let Some(m) = args.max_concurrent {
-            limits.max_concurrent = m;
-        }
-        if let Some(t) = &args.session_timeout {
-            limits.session_timeout =
-                humantime::parse_duration(t).map_err(|_| ConfigError::Duration(t.clone()))?;
         }
         let mut outputs = parse_outputs(&args.out)?;
         if let Some(json) = &file.output.json
@@ -283,11 +292,47 @@ fn short_form(path: &Path) -> LoadTestFile {
     }
 }
 
+/// `[limits]` with the command line's overrides.
+fn with_cli_limits(mut limits: Limits, args: &RunArgs) -> Result<Limits, ConfigError> {
+    if let Some(m) = args.max_concurrent {
+        limits.max_concurrent = m;
+    }
+    if let Some(t) = &args.session_timeout {
+        limits.session_timeout =
+            humantime::parse_duration(t).map_err(|_| ConfigError::Duration(t.clone()))?;
+    }
+    Ok(limits)
+}
+
+/// Each declared tenant's limits: its `[tenant.NAME.limits]` keys over `[limits]`, then the
+/// command line's overrides.
+fn tenant_limits(
+    file: &LoadTestFile,
+    args: &RunArgs,
+) -> Result<BTreeMap<String, Limits>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (name, tenant) in &file.tenant {
+        let Some(own) = &tenant.limits else { continue };
+        let mut table = file.limits_table.clone();
+        table.extend(own.clone());
+        let limits: Limits =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::TenantLimits {
+                    tenant: name.clone(),
+                    reason: crate::util::first_line(e.message()),
+                })?;
+        out.insert(name.clone(), with_cli_limits(limits, args)?);
+    }
+    Ok(out)
+}
+
 fn scenario_plan(
     s: &ScenarioEntry,
     global: &Value,
     overlay: &Value,
     sessions: Option<u32>,
+    limits: Option<&Limits>,
 ) -> Result<ScenarioPlan, ConfigError> {
     let mut config = global.clone();
     jsonpath::deep_merge(&mut config, toml_to_json(s.config.clone()));
@@ -315,6 +360,7 @@ fn scenario_plan(
         random_start_delay: s.random_start_delay,
         base_url,
         tenant: s.tenant.clone().unwrap_or_default(),
+        limits: limits.cloned(),
     })
 }
 

@@ -54,7 +54,7 @@ pub struct Loaded {
 
 /// The network settings of one scenario's sessions.
 fn net_config(plan: &RunPlan, sp: &ScenarioPlan, gate: &Arc<ConnectGate>) -> NetConfig {
-    let l = &plan.limits;
+    let l = sp.limits(&plan.limits);
     NetConfig {
         base_url: sp.base_url.clone(),
         tls: plan.tls.clone(),
@@ -100,7 +100,7 @@ pub async fn scenarios(
             tenant: sp.tenant.as_str().into(),
             data: plan.data.get(&sp.tenant).cloned().unwrap_or_default(),
             config: sp.config.clone(),
-            limits: plan.limits.clone(),
+            limits: sp.limits(&plan.limits).clone(),
             net: Arc::new(net_config(plan, sp, &env.gate)),
             sink: env.sink_of(&sp.tenant),
             epoch: env.epoch.clone(),

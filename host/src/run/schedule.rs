@@ -57,7 +57,7 @@ pub async fn run_sessions(
         let job = SessionJob {
             runs: sc.runs.clone(),
             plan: sc.plan.clone(),
-            timeout: limits.session_timeout,
+            timeout: sc.plan.limits(limits).session_timeout,
         };
         tasks.spawn(async move {
             let id = identity.id.clone();
