@@ -182,14 +182,8 @@ fn a_failing_session_exits_2_and_is_listed_as_failed() {
 
 #[test]
 fn the_planned_end_of_a_load_test_exits_0() {
-    let dir = tempdir();
-    let path = dir.join("planned-end.toml");
-    let toml = format!(
-        "[limits]\nmax_duration = \"1s\"\n\n[[scenario]]\nname = \"sleeper\"\ncomponent = {:?}\nsessions = 2\nconfig = {{ evil = {{ mode = \"sleep_forever\" }} }}\n",
-        guest("evil").display().to_string()
-    );
-    std::fs::write(&path, toml).unwrap();
-    let (code, stdout, stderr) = host(&["run", path.to_str().unwrap(), "--quiet"]);
+    let toml = "[limits]\nmax_duration = \"1s\"\ngraceful_stop = \"200ms\"\n\n[[scenario]]\nname = \"sleeper\"\ncomponent = \"EVIL\"\nsessions = 2\nconfig = { evil = { mode = \"sleep_forever\" } }\n";
+    let (code, stdout, stderr) = crate::support::host_on_file("planned-end", toml, &["--quiet"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
 }
 

@@ -418,14 +418,8 @@ async fn a25_tenants_cannot_reach_each_others_scenarios_data_or_network() {
 
 #[test]
 fn a_scenario_naming_an_undeclared_tenant_is_one_line_naming_the_fix() {
-    let dir = tempdir();
-    let path = dir.join("bad-tenant.toml");
-    let toml = format!(
-        "[[scenario]]\nname = \"x\"\ntenant = \"ghost\"\ncomponent = {:?}\n",
-        guest("evil").display().to_string()
-    );
-    std::fs::write(&path, toml).unwrap();
-    let (code, _, stderr) = crate::support::host(&["run", path.to_str().unwrap()]);
+    let toml = "[[scenario]]\nname = \"x\"\ntenant = \"ghost\"\ncomponent = \"EVIL\"\n";
+    let (code, _, stderr) = crate::support::host_on_file("bad-tenant", toml, &[]);
     assert_eq!(code, 1);
     assert!(
         stderr.contains("names tenant `ghost`, which has no [tenant.ghost] section"),
@@ -511,14 +505,8 @@ async fn a27_a_tenants_limits_apply_to_its_sessions_only() {
 
 #[test]
 fn a_bad_tenant_limit_is_one_line_naming_the_tenant() {
-    let dir = tempdir();
-    let path = dir.join("bad-tenant-limits.toml");
-    let toml = format!(
-        "[tenant.t.limits]\nsession_timeout = \"soon\"\n\n[[scenario]]\nname = \"x\"\ntenant = \"t\"\ncomponent = {:?}\n",
-        guest("evil").display().to_string()
-    );
-    std::fs::write(&path, toml).unwrap();
-    let (code, _, stderr) = crate::support::host(&["run", path.to_str().unwrap()]);
+    let toml = "[tenant.t.limits]\nsession_timeout = \"soon\"\n\n[[scenario]]\nname = \"x\"\ntenant = \"t\"\ncomponent = \"EVIL\"\n";
+    let (code, _, stderr) = crate::support::host_on_file("bad-tenant-limits", toml, &[]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.starts_with("error: [tenant.t.limits]: "), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

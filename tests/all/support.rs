@@ -115,3 +115,14 @@ pub fn heavy_blocking() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Writes `toml` as `NAME.toml` (with `EVIL` replaced by the evil component's path) and runs
+/// the host binary on it with `args`; returns (exit code, stdout, stderr).
+pub fn host_on_file(name: &str, toml: &str, args: &[&str]) -> (i32, String, String) {
+    let path = crate::merge::tempdir().join(format!("{name}.toml"));
+    let evil = format!("{:?}", guest("evil").display().to_string());
+    std::fs::write(&path, toml.replace("\"EVIL\"", &evil)).expect("test file written");
+    let mut all = vec!["run", path.to_str().expect("UTF-8 temp path")];
+    all.extend_from_slice(args);
+    host(&all)
+}
