@@ -133,23 +133,44 @@ fn a_bad_allow_entry_is_one_line_naming_the_fix() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
-/// Runs the evil guest with `args` (plus `--quiet --out json=…`), sends `signal` twice
-/// (graceful, then now) and returns (exit code, stdout, the report if written).
-fn stopped_by(signal: &str, args: &[&str]) -> (i32, String, Option<Report>) {
+/// Runs the evil guest with `args` (plus `--quiet --out json=…`) in sessions that each wait
+/// on `GET /delay/10000` of `server`; once all `sessions` are waiting there, sends `signal`
+/// twice (graceful, then now) and returns (exit code, stdout, the report if written).
+fn stopped_by(
+    signal: &str,
+    server: &chaperon_target::TargetServer,
+    sessions: u64,
+) -> (i32, String, Option<Report>) {
     let report = tempdir().join(format!("stopped-by-{signal}.json"));
     let _ = std::fs::remove_file(&report);
     let child = std::process::Command::new(bin())
         .arg("run")
         .arg(guest("evil"))
-        .args(args)
+        .args([
+            "--sessions",
+            &sessions.to_string(),
+            "--base-url",
+            &server.base_url(),
+        ])
+        .args([
+            "--config",
+            "evil.mode=get",
+            "--config",
+            "evil.path=/delay/10000",
+        ])
         .args(["--quiet", "--out"])
         .arg(format!("json={}", report.display()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("host binary runs");
+    let waiting = || server.stats().requests_to("GET", "/delay/10000");
+    let start = std::time::Instant::now();
+    while waiting() < sessions && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let pid = child.id().to_string();
-    for wait in [1500, 500] {
+    for wait in [0, 500] {
         std::thread::sleep(Duration::from_millis(wait));
         let sent = std::process::Command::new("kill")
             .args([&format!("-{signal}"), pid.as_str()])
@@ -167,16 +188,9 @@ fn stopped_by(signal: &str, args: &[&str]) -> (i32, String, Option<Report>) {
 
 #[test]
 fn c1_sigterm_sighup_and_sigquit_stop_like_ctrl_c_and_the_report_is_written() {
-    let waiting = [
-        "--sessions",
-        "3",
-        "--config",
-        "evil.mode=delay",
-        "--config",
-        "evil.delay_ms=60000",
-    ];
     for signal in ["TERM", "HUP", "QUIT", "INT"] {
-        let (code, stdout, report) = stopped_by(signal, &waiting);
+        let server = target(Default::default());
+        let (code, stdout, report) = stopped_by(signal, &server, 3);
         assert_eq!(code, 130, "SIG{signal}: {stdout}");
         assert!(
             stdout.contains("3 started"),
@@ -190,18 +204,7 @@ fn c1_sigterm_sighup_and_sigquit_stop_like_ctrl_c_and_the_report_is_written() {
 #[test]
 fn c2_requests_in_flight_at_a_stop_are_counted_interrupted_not_as_latency() {
     let server = target(Default::default());
-    let base = server.base_url();
-    let args = [
-        "--sessions",
-        "2",
-        "--base-url",
-        &base,
-        "--config",
-        "evil.mode=get",
-        "--config",
-        "evil.path=/delay/10000",
-    ];
-    let (code, stdout, report) = stopped_by("INT", &args);
+    let (code, stdout, report) = stopped_by("INT", &server, 2);
     assert_eq!(code, 130, "{stdout}");
     let report = report.expect("the report is written");
     let m = metric(&report, "http GET /delay/10000");
