@@ -139,45 +139,50 @@ async fn read_loop(
     budget: Arc<Semaphore>,
 ) {
     while let Some(item) = stream.next().await {
-        let message = match &item {
-            Ok(tungstenite::Message::Text(t)) => Some(Message::Text(t.to_string())),
-            Ok(tungstenite::Message::Binary(b)) => Some(Message::Binary(b.to_vec())),
-            _ => None,
-        };
-        if let Some(m) = message {
-            let len = match &m {
-                Message::Text(t) => t.len(),
-                Message::Binary(b) => b.len(),
-                Message::Close(_) => 0,
-            };
-            let share = u32::try_from(len.clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX);
-            let Ok(permit) = budget.clone().acquire_many_owned(share).await else {
-                return;
-            };
-            if tx.send(Inbound::Message(m, Some(permit))).await.is_err() {
-                return;
-            }
-            continue;
-        }
-        let inbound = match item {
+        let message = match item {
+            Ok(tungstenite::Message::Text(t)) => Message::Text(t.to_string()),
+            Ok(tungstenite::Message::Binary(b)) => Message::Binary(b.to_vec()),
             Ok(tungstenite::Message::Close(frame)) => {
                 let (code, reason) = frame
                     .map(|f| (u16::from(f.code), f.reason.to_string()))
                     .unwrap_or((1005, String::new()));
-                let _ = tx
-                    .send(Inbound::Message(Message::Close((code, reason)), None))
-                    .await;
+                let close = Message::Close((code, reason));
+                let _ = tx.send(Inbound::Message(close, None)).await;
                 return;
             }
             Ok(_) => continue,
-            Err(e) => Inbound::Failed(ws_error(&e)),
+            Err(e) => {
+                let _ = tx.send(Inbound::Failed(ws_error(&e))).await;
+                return;
+            }
         };
-        let failed = matches!(inbound, Inbound::Failed(_));
-        if tx.send(inbound).await.is_err() || failed {
+        // Waiting for the queue's byte budget stops reading: TCP backpressure on the peer.
+        let Ok(share) = budget
+            .clone()
+            .acquire_many_owned(byte_share(&message))
+            .await
+        else {
+            return;
+        };
+        if tx
+            .send(Inbound::Message(message, Some(share)))
+            .await
+            .is_err()
+        {
             return;
         }
     }
     let _ = tx.send(Inbound::Failed(RequestError::Reset)).await;
+}
+
+/// A message's share of [`QUEUE_BYTES`] (at least 1, at most all of it).
+fn byte_share(message: &Message) -> u32 {
+    let len = match message {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        Message::Close(_) => 0,
+    };
+    u32::try_from(len.clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX)
 }
 
 impl WsConnection {

@@ -100,8 +100,8 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         .map(loader::preflight)
         .collect::<Result<Vec<_>, _>>()?;
     let (engine, capacity) = sized_engine(plan, &preflights)?;
-    let (options_progress, capacity_warnings) = (options.progress, capacity.warnings.len());
-    if options.progress {
+    let progress = options.progress;
+    if progress {
         for w in &capacity.warnings {
             eprintln!("warning: {w}");
         }
@@ -139,17 +139,12 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         duration,
         started_at,
     )?;
-    let mut warnings = capacity.warnings;
-    warnings.extend(finish::connect_queue(
-        &mut report,
-        env.gate.stats(),
-        &plan.limits,
-    ));
-    if options_progress {
-        for w in warnings.iter().skip(capacity_warnings) {
-            eprintln!("warning: {w}");
-        }
+    let queued = finish::connect_queue(&mut report, env.gate.stats(), &plan.limits);
+    if let (true, Some(w)) = (progress, &queued) {
+        eprintln!("warning: {w}");
     }
+    let mut warnings = capacity.warnings;
+    warnings.extend(queued);
     Ok(RunOutcome {
         report,
         interrupted: ended.interrupted,

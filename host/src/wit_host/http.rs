@@ -59,12 +59,12 @@ impl http::Host for HttpCtx {
 
     async fn batch(&mut self, requests: Vec<Request>) -> Wt<Vec<Result<Response, RequestError>>> {
         let prepared: Vec<Prepared> = requests.into_iter().map(|r| self.prepare(r)).collect();
-        let mut keys = Vec::with_capacity(prepared.len());
+        let mut flights = Vec::with_capacity(prepared.len());
         let mut sendable = Vec::new();
         let mut results: Vec<Option<Result<Response, RequestError>>> = Vec::new();
         let cap = self.deadline.clamp(Duration::MAX);
         for p in prepared {
-            keys.push(self.sink.in_flight(p.key));
+            flights.push(self.sink.in_flight(p.key));
             match (p.url, cap) {
                 (Err(e), _) => results.push(Some(Err(e))),
                 (Ok(_), None) => results.push(Some(Err(RequestError::Timeout))),
@@ -88,7 +88,7 @@ impl http::Host for HttpCtx {
                     .unwrap_or(Err(RequestError::Interrupted))
             })
             .collect();
-        for (flight, r) in keys.into_iter().zip(&out) {
+        for (flight, r) in flights.into_iter().zip(&out) {
             flight.http(r);
         }
         Ok(out)
