@@ -42,8 +42,9 @@ pub enum SessionEnd {
     Trap { kind: TrapKind, detail: String },
     /// The guest used more than its CPU budget without yielding to the host.
     CpuBudget,
-    /// The guest tried to grow memory past its cap.
-    MemoryLimit,
+    /// The guest tried to grow its linear memory, or the host memory it holds, past a cap
+    /// (named in the detail).
+    MemoryLimit(String),
     /// A host-enforced resource cap other than memory (tables, instances, handles).
     ResourceLimit(String),
     /// The session's wall-clock deadline passed.
@@ -64,7 +65,7 @@ impl SessionEnd {
             SessionEnd::GuestError(_) => "guest-error",
             SessionEnd::Trap { .. } => "trap",
             SessionEnd::CpuBudget => "cpu-budget",
-            SessionEnd::MemoryLimit => "memory-limit",
+            SessionEnd::MemoryLimit(_) => "memory-limit",
             SessionEnd::ResourceLimit(_) => "resource-limit",
             SessionEnd::Timeout => "timeout",
             SessionEnd::Aborted(_) => "aborted",
@@ -101,9 +102,7 @@ impl fmt::Display for SessionEnd {
             SessionEnd::CpuBudget => {
                 f.write_str("cpu-budget: the guest ran too long without yielding")
             }
-            SessionEnd::MemoryLimit => {
-                f.write_str("memory-limit: the guest outgrew its memory cap")
-            }
+            SessionEnd::MemoryLimit(m) => write!(f, "memory-limit: {m}"),
             SessionEnd::ResourceLimit(m) => write!(f, "resource-limit: {m}"),
             SessionEnd::Timeout => f.write_str("timeout: the session deadline passed"),
             SessionEnd::Aborted(r) => write!(f, "aborted: {r}"),

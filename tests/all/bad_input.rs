@@ -21,14 +21,14 @@ fn missing_file() {
 }
 
 #[test]
-fn not_a_wasm_file() {
+fn a27_not_a_wasm_file() {
     let f = tempdir().join("notes.wasm");
     std::fs::write(&f, "hello").unwrap();
     assert_fails(&["run", f.to_str().unwrap()], "is not a WebAssembly file");
 }
 
 #[test]
-fn core_module() {
+fn a27_a_core_module_is_not_a_component() {
     let f = tempdir().join("core.wasm");
     std::fs::write(&f, b"\0asm\x01\0\0\0").unwrap();
     assert_fails(
@@ -38,7 +38,7 @@ fn core_module() {
 }
 
 #[test]
-fn component_of_another_world() {
+fn a27_a_component_of_another_world_names_its_imports() {
     let g = guest("otherworld");
     assert_fails(
         &["run", g.to_str().unwrap()],
@@ -47,7 +47,7 @@ fn component_of_another_world() {
 }
 
 #[test]
-fn truncated_component() {
+fn a27_a_truncated_component() {
     let bytes = std::fs::read(guest("pingpong")).unwrap();
     let f = tempdir().join("truncated.wasm");
     std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();

@@ -59,7 +59,7 @@ async fn named_websockets_json_timeouts_and_close() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_fifth_websocket_is_refused_at_once() {
+async fn a11_the_fifth_websocket_is_refused_at_once() {
     let server = crate::support::target(Default::default());
     let r = evil("ws_cap", 2, Some(server.base_url()), &[]).await;
     assert_eq!(

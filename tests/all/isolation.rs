@@ -3,7 +3,7 @@
 use crate::support::{ended, metric, plan, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_hundred_sessions_through_fifty_slots_each_see_a_fresh_global() {
+async fn a25_four_hundred_sessions_through_fifty_slots_each_see_a_fresh_global() {
     let mut plan = plan("counter", 400, None, &["counter.delay_ms=5"]);
     plan.limits.max_concurrent = 50;
     let r = run(&plan).await.report;

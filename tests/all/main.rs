@@ -5,6 +5,7 @@ mod bad_input;
 mod children;
 mod contract;
 mod examples;
+mod faults;
 mod flow;
 mod hostile;
 mod http;

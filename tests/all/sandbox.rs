@@ -71,7 +71,7 @@ async fn a13_request_outside_allowlist_is_denied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a14_names_outside_the_allowlist_are_never_resolved() {
+async fn a13_names_outside_the_allowlist_are_never_resolved() {
     let base = target(Default::default());
     // A name that would fail DNS: refused by the allowlist first, so `denied`, not `dns`.
     let urls = vec!["http://chaperon-sentinel.invalid/".to_owned()];
@@ -187,7 +187,7 @@ fn stopped_by(
 }
 
 #[test]
-fn c1_sigterm_sighup_and_sigquit_stop_like_ctrl_c_and_the_report_is_written() {
+fn c3_sigterm_sighup_and_sigquit_stop_like_ctrl_c_and_the_report_is_written() {
     for signal in ["TERM", "HUP", "QUIT", "INT"] {
         let server = target(Default::default());
         let (code, stdout, report) = stopped_by(signal, &server, 3);
@@ -202,7 +202,7 @@ fn c1_sigterm_sighup_and_sigquit_stop_like_ctrl_c_and_the_report_is_written() {
 }
 
 #[test]
-fn c2_requests_in_flight_at_a_stop_are_counted_interrupted_not_as_latency() {
+fn c1_requests_in_flight_at_a_stop_are_counted_interrupted_not_as_latency() {
     let server = target(Default::default());
     let (code, stdout, report) = stopped_by("INT", &server, 2);
     assert_eq!(code, 130, "{stdout}");
@@ -232,14 +232,14 @@ async fn second_child_completes(ms: u32) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a12_children_draw_from_their_roots_cpu_budget() {
+async fn a1_spinning_children_draw_from_their_roots_cpu_budget() {
     // One child spun the tree's whole budget away: a second child, however small, gets no CPU
     // (with a budget per child it would complete).
     assert!(!second_child_completes(30).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a1_extreme_arguments_are_refused_or_bounded_and_every_output_renders() {
+async fn a9_extreme_arguments_are_refused_or_bounded_and_every_output_renders() {
     let base = target(Default::default());
     let mut plan = plan("evil", 2, Some(base.base_url()), &["evil.mode=extremes"]);
     plan.limits.session_timeout = Duration::from_secs(30);
@@ -305,7 +305,7 @@ async fn flooding_server() -> (String, Arc<AtomicU64>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a20_a_flooding_websocket_is_held_back_by_the_inbound_byte_cap() {
+async fn b20_a_flooding_websocket_is_held_back_by_the_inbound_byte_cap() {
     let (url, sent) = flooding_server().await;
     let mut plan = plan(
         "evil",
@@ -341,7 +341,7 @@ async fn a20_a_flooding_websocket_is_held_back_by_the_inbound_byte_cap() {
 }
 
 #[test]
-fn c5_an_address_space_limit_sizes_the_pool_and_names_the_fix() {
+fn c6_an_address_space_limit_sizes_the_pool_and_names_the_fix() {
     // `ulimit -v` of ~7.6 GiB: the pool of 64 MiB slots must be sized to fit, not fail.
     let script = format!(
         "ulimit -v 8000000 && exec {} run {} --sessions 200",
@@ -364,7 +364,7 @@ fn c5_an_address_space_limit_sizes_the_pool_and_names_the_fix() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a25_tenants_cannot_reach_each_others_scenarios_data_or_network() {
+async fn a26_tenants_cannot_reach_each_others_scenarios_data_or_network() {
     let (alpha, beta) = (target(Default::default()), target(Default::default()));
     let dir = tempdir();
     let data = dir.join("tenant-set.json");
@@ -431,7 +431,7 @@ fn a_scenario_naming_an_undeclared_tenant_is_one_line_naming_the_fix() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a26_one_tenants_metric_names_cannot_erase_anothers() {
+async fn a23_one_tenants_metric_names_cannot_erase_anothers() {
     let plan = plan_file(
         "tenant-quotas",
         r#"
@@ -471,7 +471,7 @@ async fn a26_one_tenants_metric_names_cannot_erase_anothers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a27_a_tenants_limits_apply_to_its_sessions_only() {
+async fn a26_a_tenants_limits_apply_to_its_sessions_only() {
     let plan = plan_file(
         "tenant-limits",
         r#"

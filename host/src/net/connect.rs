@@ -76,10 +76,11 @@ async fn phases(
         Ok(ip) => vec![SocketAddr::new(ip, origin.port)],
         Err(_) => {
             let start = Instant::now();
-            let found = tokio::net::lookup_host((origin.host.as_str(), origin.port))
+            let found = net
+                .resolver
+                .lookup(&origin.host, origin.port)
                 .await
-                .map_err(|e| RequestError::Dns(format!("{}: {e}", origin.host)))?
-                .collect();
+                .map_err(|e| RequestError::Dns(format!("{}: {e}", origin.host)))?;
             t.dns_us = micros_since_u32(start).max(1);
             found
         }

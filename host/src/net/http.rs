@@ -10,6 +10,7 @@ use super::NetConfig;
 use super::connect::{Origin, connect};
 use super::cookies::Cookies;
 use super::stream::ByteCounters;
+use crate::util::ledger::{Charge, HostMemory};
 use crate::util::micros_since_u32;
 use crate::wit::RequestError;
 use crate::wit::http::{Body, Method, Request, Response, StatusRange, Timings};
@@ -34,15 +35,18 @@ pub struct HttpClient {
     /// One permit per connection the session may have open (idle or in use).
     permits: Arc<Semaphore>,
     pub cookies: Cookies,
+    /// Where buffered response bodies are charged.
+    memory: HostMemory,
 }
 
 impl HttpClient {
     /// A client with at most `connections` open connections, sharing `cookies`.
-    pub fn new(connections: u32, cookies: Cookies) -> HttpClient {
+    pub fn new(connections: u32, cookies: Cookies, memory: HostMemory) -> HttpClient {
         HttpClient {
             idle: HashMap::new(),
             permits: Arc::new(Semaphore::new(connections.max(1) as usize)),
             cookies,
+            memory,
         }
     }
 
@@ -132,7 +136,8 @@ impl HttpClient {
         timings.ttfb_us = micros_since_u32(start);
         let keep_alive = !connection_close(response.headers());
         let (parts, body) = response.into_parts();
-        let (body, truncated) = read_body(body, net.max_response_body).await?;
+        let mut held = self.memory.empty();
+        let (body, truncated) = read_body(body, net.max_response_body, &mut held).await?;
         self.cookies.store(
             url,
             parts
@@ -241,6 +246,7 @@ impl HttpClient {
             idle: HashMap::new(),
             permits: self.permits.clone(),
             cookies: self.cookies.clone(),
+            memory: self.memory.clone(),
         };
         if let Some((origin, list)) = self.idle.iter_mut().find(|(_, l)| !l.is_empty())
             && let Some(conn) = list.pop()
@@ -381,19 +387,24 @@ fn body_bytes(body: &Body, max: usize) -> Result<(Bytes, Option<&'static str>), 
 }
 
 /// Reads the body; beyond `cap` bytes the rest is read and discarded (so the connection stays
-/// usable) and the response is flagged truncated.
+/// usable) and the response is flagged truncated. What is kept is charged to `held` as it
+/// arrives: past the session's or tenant's host-memory cap the request is `too-large`.
 async fn read_body(
     mut body: hyper::body::Incoming,
     cap: usize,
+    held: &mut Charge,
 ) -> Result<(Vec<u8>, bool), RequestError> {
     let mut out = Vec::new();
     let mut truncated = false;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| hyper_error(&e))?;
+        let frame = frame.map_err(|e| body_error(&e))?;
         if let Ok(data) = frame.into_data() {
             let room = cap.saturating_sub(out.len());
             truncated |= data.len() > room;
-            out.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+            let kept = data.get(..room.min(data.len())).unwrap_or_default();
+            held.grow("a response body", kept.len() as u64)
+                .map_err(|_| RequestError::TooLarge)?;
+            out.extend_from_slice(kept);
         }
     }
     Ok((out, truncated))
@@ -408,6 +419,23 @@ fn header_list(h: &http::HeaderMap) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Classifies an error reading a response body: the connection closing before the body's
+/// announced end (Content-Length or the last chunk) is a malformed response, `protocol`; a
+/// reset is still `reset`.
+fn body_error(e: &hyper::Error) -> RequestError {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::UnexpectedEof
+        {
+            return RequestError::Protocol(format!("incomplete body: {io}"));
+        }
+        source = s.source();
+    }
+    hyper_error(e)
 }
 
 /// Classifies a hyper error.

@@ -11,6 +11,7 @@ pub mod gate;
 pub mod headers;
 pub mod http;
 pub mod policy;
+pub mod resolve;
 pub mod stream;
 pub mod tls;
 pub mod url;
@@ -26,6 +27,8 @@ pub struct NetConfig {
     pub base_url: Option<::url::Url>,
     pub tls: Arc<rustls::ClientConfig>,
     pub policy: Arc<dyn policy::Policy>,
+    /// Turns allowed names into addresses (the system resolver behind pinned names).
+    pub resolver: Arc<dyn resolve::Resolve>,
     /// The run's connect gate (shared by every scenario).
     pub gate: Arc<gate::ConnectGate>,
     /// TCP connect + TLS (+ WebSocket handshake) deadline.

@@ -7,6 +7,7 @@
 use super::NetConfig;
 use super::cookies::Cookies;
 use super::stream::NetStream;
+use crate::util::ledger::{Charge, HostMemory};
 use crate::wit::RequestError;
 use crate::wit::websocket::{ConnectOptions, Message};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -30,7 +31,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// What the reader task hands to the session. A message holds its share of the queue's byte
 /// budget until the session takes it.
 enum Inbound {
-    Message(Message, Option<OwnedSemaphorePermit>),
+    /// A message, its share of the connection's byte budget and its host-memory charge.
+    Message(Message, Option<(OwnedSemaphorePermit, Charge)>),
     Failed(RequestError),
 }
 
@@ -59,6 +61,7 @@ impl Drop for WsConnection {
 pub async fn connect(
     net: &NetConfig,
     cookies: &Cookies,
+    memory: &HostMemory,
     url: &url::Url,
     options: &ConnectOptions,
 ) -> Result<WsConnection, RequestError> {
@@ -72,12 +75,14 @@ pub async fn connect(
         .write_buffer_size(0)
         .max_message_size(Some(net.max_ws_message))
         .max_frame_size(Some(MAX_FRAME));
-    // The connect (after the run's connect gate) and the handshake each get `timeout`.
+    // The connect (after the run's connect gate) and the handshake each get `timeout`. A
+    // connect that does not complete is `connect-timeout`; a server that accepted the
+    // connection but never answers the upgrade is `timeout`, like an unanswered request.
     let (stream, _) = super::connect::connect(net, url, timeout).await?;
     let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
     let (ws, response) = tokio::time::timeout(timeout, handshake)
         .await
-        .map_err(|_| RequestError::ConnectTimeout)?
+        .map_err(|_| RequestError::Timeout)?
         .map_err(|e| ws_error(&e))?;
     cookies.store(
         url,
@@ -90,7 +95,7 @@ pub async fn connect(
     let (sink, stream) = ws.split();
     let (tx, inbound) = mpsc::channel(net.ws_queue.max(1));
     let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
-    let reader = tokio::spawn(read_loop(stream, tx, budget));
+    let reader = tokio::spawn(read_loop(stream, tx, budget, memory.clone()));
     Ok(WsConnection {
         sink,
         inbound,
@@ -137,6 +142,7 @@ async fn read_loop(
     mut stream: SplitStream<WebSocketStream<NetStream>>,
     tx: mpsc::Sender<Inbound>,
     budget: Arc<Semaphore>,
+    memory: HostMemory,
 ) {
     while let Some(item) = stream.next().await {
         let message = match item {
@@ -152,7 +158,7 @@ async fn read_loop(
             }
             Ok(_) => continue,
             Err(e) => {
-                let _ = tx.send(Inbound::Failed(ws_error(&e))).await;
+                let _ = tx.send(Inbound::Failed(read_error(&e))).await;
                 return;
             }
         };
@@ -164,8 +170,9 @@ async fn read_loop(
         else {
             return;
         };
+        let held = charge_when_room(&memory, &message).await;
         if tx
-            .send(Inbound::Message(message, Some(share)))
+            .send(Inbound::Message(message, Some((share, held))))
             .await
             .is_err()
         {
@@ -173,6 +180,18 @@ async fn read_loop(
         }
     }
     let _ = tx.send(Inbound::Failed(RequestError::Reset)).await;
+}
+
+/// Charges a queued message to the session's host memory, waiting (and so not reading: TCP
+/// backpressure again) while the session or its tenant is at its cap.
+async fn charge_when_room(memory: &HostMemory, message: &Message) -> Charge {
+    let bytes = u64::from(byte_share(message));
+    loop {
+        if let Ok(held) = memory.charge("a queued WebSocket message", bytes) {
+            return held;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A message's share of [`QUEUE_BYTES`] (at least 1, at most all of it).
@@ -276,12 +295,26 @@ fn same_message(a: &Message, b: &Message) -> bool {
     }
 }
 
+/// Classifies an error reading from the peer: a frame or message over the size limits is the
+/// peer breaking the protocol (`protocol`, like invalid UTF-8), not a `too-large` of ours.
+fn read_error(e: &tungstenite::Error) -> RequestError {
+    match e {
+        tungstenite::Error::Capacity(c) => {
+            RequestError::Protocol(format!("over the size limit: {c}"))
+        }
+        other => ws_error(other),
+    }
+}
+
 /// Classifies a tungstenite error.
 fn ws_error(e: &tungstenite::Error) -> RequestError {
     use tungstenite::Error as E;
+    use tungstenite::error::ProtocolError;
     match e {
         E::Http(response) => RequestError::WsHandshake(response.status().as_u16()),
         E::Io(io) => crate::outcome::io_error_to_request_error(io),
+        // The TCP connection ended without a close frame.
+        E::Protocol(ProtocolError::ResetWithoutClosingHandshake) => RequestError::Reset,
         E::ConnectionClosed | E::AlreadyClosed => RequestError::Closed,
         E::Capacity(_) => RequestError::TooLarge,
         E::Tls(t) => RequestError::Tls(t.to_string()),

@@ -135,6 +135,29 @@ pub struct NetworkSection {
     /// Entries: host, host:port, origin URL, `*.suffix`, IP address or CIDR.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Names pinned to addresses, resolved without DNS (k6's `hosts`): `"api.test" =
+    /// "127.0.0.1"` or a list; `[]` makes the name not exist. Pinning does not widen the
+    /// allowlist: the name must be allowed, and every address is checked as if resolved.
+    #[serde(default)]
+    pub hosts: std::collections::BTreeMap<String, OneOrMany>,
+}
+
+/// A TOML value that is one string or a list of strings.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The strings, in order.
+    pub fn items(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s.as_str()],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }
 
 /// A section whose keys a later version defines; empty for now.

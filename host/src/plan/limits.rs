@@ -53,6 +53,12 @@ pub struct Limits {
     pub log_lines_per_sec: u32,
     /// Redirect hops one request may follow, whatever it asks for.
     pub max_redirects: u32,
+    /// Host memory one session's guest may make the host hold (assigns, config, queued
+    /// signals, buffered bodies and WebSocket messages), in MiB; past it the session ends
+    /// `memory-limit` or the action gets a `too-large` error, naming what overflowed.
+    pub host_memory_mb: u32,
+    /// The same, summed over all sessions of a tenant (of the run, without tenants).
+    pub tenant_memory_mb: u32,
     /// Connections being established at once in the whole run (DNS + TCP + TLS); more queue in
     /// the generator before their connect timeout starts, and the report counts them.
     pub max_connecting: u32,
@@ -79,6 +85,8 @@ impl Default for Limits {
             log_lines_per_sec: 100,
             max_redirects: 10,
             max_connecting: 256,
+            host_memory_mb: 64,
+            tenant_memory_mb: 4096,
         }
     }
 }

@@ -117,7 +117,13 @@ pub struct RunPlan {
     /// Where each tenant's sessions may connect (the implicit tenant under ""): its scenarios'
     /// base URLs plus `[network] allow`, its `[tenant.NAME.network] allow` and `--allow`.
     pub allowlists: BTreeMap<String, Arc<Allowlist>>,
+    /// Names each tenant resolves without DNS (`[network] hosts` plus its own), under the
+    /// tenant's name like `allowlists`.
+    pub hosts: BTreeMap<String, PinnedNames>,
 }
+
+/// Host names pinned to addresses (an empty list: the name does not exist).
+pub type PinnedNames = BTreeMap<String, Vec<std::net::IpAddr>>;
 
 /// A bad command line or config; one line naming the fix.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +156,10 @@ pub enum ConfigError {
     LogLevel(String),
     #[error(transparent)]
     Allow(#[from] EntryError),
+    #[error(
+        "[network] hosts: `{name}` = `{value}` is not an IP address (e.g. \"api.test\" = \"127.0.0.1\")"
+    )]
+    PinnedHost { name: String, value: String },
     #[error("[tenant.{tenant}.limits]: {reason}")]
     TenantLimits { tenant: String, reason: String },
 }
@@ -190,7 +200,10 @@ impl RunPlan {
         let everyone: Vec<&String> = file.network.allow.iter().chain(&args.allow).collect();
         let implicit = allowlist(&scenarios, "", everyone.iter().copied())?;
         allowlists.insert(String::new(), Arc::new(implicit));
+        let shared_hosts = pinned(&file.network.hosts, &PinnedNames::new())?;
+        let mut hosts = BTreeMap::from([(String::new(), shared_hosts.clone())]);
         for (name, t) in &file.tenant {
+            hosts.insert(name.clone(), pinned(&t.network.hosts, &shared_hosts)?);
             data.insert(name.clone(), load_data(&t.data)?);
             let entries = everyone.iter().copied().chain(&t.network.allow);
             allowlists.insert(
@@ -204,6 +217,7 @@ impl RunPlan {
         };
         Ok(RunPlan {
             allowlists,
+            hosts,
             scenarios,
             setup: file.setup.clone(),
             tls,
@@ -224,6 +238,14 @@ impl RunPlan {
             Arc::make_mut(list).push(entry.clone());
         }
         Ok(())
+    }
+
+    /// Also resolves `name` to `ips` without DNS, for every tenant (tests and embedders; the
+    /// load-test file uses `[network] hosts`). It widens no allowlist.
+    pub fn pin_host(&mut self, name: &str, ips: &[std::net::IpAddr]) {
+        for names in self.hosts.values_mut() {
+            names.insert(name.to_ascii_lowercase(), ips.to_vec());
+        }
     }
 
     /// Total sessions over all scenarios.
@@ -248,6 +270,28 @@ fn allowlist<'a>(
         entries.push(Entry::parse(text)?);
     }
     Ok(Allowlist::new(entries))
+}
+
+/// `[network] hosts` parsed over `base` (a tenant's entries over the shared ones).
+fn pinned(
+    section: &BTreeMap<String, file::OneOrMany>,
+    base: &PinnedNames,
+) -> Result<PinnedNames, ConfigError> {
+    let mut out = base.clone();
+    for (name, value) in section {
+        let ips = value
+            .items()
+            .into_iter()
+            .map(|v| {
+                v.parse().map_err(|_| ConfigError::PinnedHost {
+                    name: name.clone(),
+                    value: v.to_owned(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.insert(name.to_ascii_lowercase(), ips);
+    }
+    Ok(out)
 }
 
 fn load_data(

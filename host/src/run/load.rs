@@ -5,11 +5,14 @@ use super::RunError;
 use crate::metrics::Sink;
 use crate::net::NetConfig;
 use crate::net::gate::ConnectGate;
+use crate::net::resolve::{PinnedHosts, SystemResolver};
+use crate::plan::limits::Limits;
 use crate::plan::{RunPlan, ScenarioKind, ScenarioPlan};
 use crate::sandbox::loader::{self, LoadError, Preflight};
 use crate::session::nested::run_hook;
 use crate::session::{RunCtx, ScenarioRt};
 use crate::util::first_line;
+use crate::util::ledger::Account;
 use crate::wit::ScenarioPre;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -59,6 +62,10 @@ fn net_config(plan: &RunPlan, sp: &ScenarioPlan, gate: &Arc<ConnectGate>) -> Net
         base_url: sp.base_url.clone(),
         tls: plan.tls.clone(),
         policy: plan.allowlists.get(&sp.tenant).cloned().unwrap_or_default(),
+        resolver: Arc::new(PinnedHosts::new(
+            plan.hosts.get(&sp.tenant).cloned().unwrap_or_default(),
+            Arc::new(SystemResolver),
+        )),
         gate: gate.clone(),
         connect_timeout: l.connect_timeout,
         request_timeout: l.request_timeout,
@@ -69,6 +76,22 @@ fn net_config(plan: &RunPlan, sp: &ScenarioPlan, gate: &Arc<ConnectGate>) -> Net
         max_ws_message: l.max_ws_message as usize,
         ws_queue: l.ws_queue as usize,
     }
+}
+
+/// The host-memory account all sessions of `tenant` share.
+fn tenant_account(tenant: &str, limits: &Limits) -> Arc<Account> {
+    let cap = u64::from(limits.tenant_memory_mb) << 20;
+    let label = match tenant {
+        "" => format!(
+            "the run's {} MiB host-memory cap ([limits] tenant_memory_mb)",
+            limits.tenant_memory_mb
+        ),
+        t => format!(
+            "tenant `{t}`'s {} MiB host-memory cap ([tenant.{t}.limits] tenant_memory_mb)",
+            limits.tenant_memory_mb
+        ),
+    };
+    Account::new(cap, label.into())
 }
 
 /// Compiles and links every component scenario; sequences point at their steps.
@@ -85,6 +108,7 @@ pub async fn scenarios(
         instantiating: Semaphore::new(env.instantiations),
     });
     let mut components: BTreeMap<String, Arc<ScenarioRt>> = BTreeMap::new();
+    let mut tenant_memory: BTreeMap<String, Arc<Account>> = BTreeMap::new();
     let with_component = plan.scenarios.iter().filter(|s| s.component().is_some());
     for (sp, pre) in with_component.zip(preflights) {
         let component = loader::compile(env.engine, pre).await?;
@@ -95,14 +119,25 @@ pub async fn scenarios(
                 path: pre.path.display().to_string(),
                 reason: first_line(&format!("{e:#}")),
             })?;
+        let limits = sp.limits(&plan.limits);
+        let tenant_memory = tenant_memory
+            .entry(sp.tenant.clone())
+            .or_insert_with(|| tenant_account(&sp.tenant, limits))
+            .clone();
         let scenario = Arc::new(ScenarioRt {
             name: sp.name.as_str().into(),
             tenant: sp.tenant.as_str().into(),
             data: plan.data.get(&sp.tenant).cloned().unwrap_or_default(),
             config: sp.config.clone(),
-            limits: sp.limits(&plan.limits).clone(),
+            limits: limits.clone(),
             net: Arc::new(net_config(plan, sp, &env.gate)),
             sink: env.sink_of(&sp.tenant),
+            tenant_memory,
+            session_memory_label: format!(
+                "the session's {} MiB host-memory cap ([limits] host_memory_mb)",
+                limits.host_memory_mb
+            )
+            .into(),
             epoch: env.epoch.clone(),
             log_level: plan.log_level,
             run: run.clone(),

@@ -5,6 +5,8 @@
 pub struct MemoryLimiter {
     max_bytes: usize,
     pub hit: bool,
+    /// Whether the refusal was a table's growth rather than linear memory's.
+    pub table_hit: bool,
 }
 
 /// Table elements one table may grow to.
@@ -16,6 +18,19 @@ impl MemoryLimiter {
         MemoryLimiter {
             max_bytes,
             hit: false,
+            table_hit: false,
+        }
+    }
+
+    /// What the refusal was, for the session's end reason.
+    pub fn refusal(&self) -> String {
+        if self.table_hit {
+            format!("a table would grow past {MAX_TABLE_ELEMENTS} elements")
+        } else {
+            format!(
+                "linear memory would grow past the {} MiB cap ([limits] memory_mb)",
+                self.max_bytes >> 20
+            )
         }
     }
 }
@@ -40,6 +55,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         let ok = desired <= MAX_TABLE_ELEMENTS;
         self.hit |= !ok;
+        self.table_hit |= !ok;
         Ok(ok)
     }
 }

@@ -3,21 +3,26 @@
 use super::SandboxCtx;
 use crate::outcome::{SessionEnd, TrapKind};
 use crate::util::first_line;
+use crate::util::ledger::Overflow;
 
 impl SandboxCtx {
     /// The session's end reason for a wasmtime error out of a guest call.
     pub fn classify(&self, e: &wasmtime::Error) -> SessionEnd {
         let detail = || self.output.last_line();
+        let linear = || SessionEnd::MemoryLimit(self.limiter.refusal());
         match e.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) if self.cpu.exceeded => SessionEnd::CpuBudget,
             Some(wasmtime::Trap::Interrupt) => SessionEnd::Interrupted,
-            Some(_) if self.limiter.hit => SessionEnd::MemoryLimit,
+            Some(_) if self.limiter.hit => linear(),
             Some(t) => SessionEnd::Trap {
                 kind: trap_kind(*t),
                 detail: detail(),
             },
-            None if self.limiter.hit => SessionEnd::MemoryLimit,
-            None => SessionEnd::ResourceLimit(first_line(&format!("{e:#}"))),
+            None if self.limiter.hit => linear(),
+            None => match e.downcast_ref::<Overflow>() {
+                Some(o) => SessionEnd::MemoryLimit(o.to_string()),
+                None => SessionEnd::ResourceLimit(first_line(&format!("{e:#}"))),
+            },
         }
     }
 

@@ -12,7 +12,7 @@
 use super::deadline::Deadline;
 use super::lifecycle::{self, Seed};
 use super::scenario::ScenarioRt;
-use super::signals::{Inbox, SIGNAL_QUEUE};
+use super::signals::{Inbox, Outbox, SIGNAL_QUEUE};
 use super::state::{SessionCtx, SessionIdentity};
 use crate::metrics::MetricKey;
 use crate::util::micros_since;
@@ -32,7 +32,7 @@ pub type ChildResult = Result<String, String>;
 /// A child awaiting collection.
 pub(super) enum Pending {
     One {
-        outbox: mpsc::Sender<String>,
+        outbox: Outbox,
         join: JoinHandle<ChildResult>,
     },
     Spread(JoinHandle<Vec<ChildResult>>),
@@ -46,12 +46,12 @@ pub struct Family {
     spawned: u32,
     pub(super) inbox: Option<Inbox>,
     /// Where `signal-parent` goes (children only).
-    pub parent: Option<mpsc::Sender<String>>,
+    pub parent: Option<Outbox>,
 }
 
 impl Family {
     /// Family of a child: its inbox was made by the parent, which keeps the sending side.
-    fn child(parent: mpsc::Sender<String>, inbox: Inbox) -> Family {
+    fn child(parent: Outbox, inbox: Inbox) -> Family {
         Family {
             parent: Some(parent),
             inbox: Some(inbox),

@@ -66,9 +66,14 @@ fn new_store(
     );
     let cpu_tree = sandbox.cpu.tree();
     let mark = sandbox.cpu.mark();
+    let memory = scenario.host_memory();
     let state = SessionState {
         http: HttpCtx {
-            client: HttpClient::new(limits.http_connections, seed.cookies.clone()),
+            client: HttpClient::new(
+                limits.http_connections,
+                seed.cookies.clone(),
+                memory.clone(),
+            ),
             net: scenario.net.clone(),
             sink: scenario.sink.clone(),
             mark: mark.clone(),
@@ -76,6 +81,7 @@ fn new_store(
         },
         ws: WsCtx {
             table: ResourceTable::new(),
+            memory: memory.clone(),
             open: 0,
             cap: limits.ws_connections,
             recv_timeout: limits.recv_timeout,
@@ -98,6 +104,8 @@ fn new_store(
             cookies: seed.cookies,
             mark,
             cpu_tree,
+            state_held: memory.empty(),
+            memory,
         },
         sandbox,
     };

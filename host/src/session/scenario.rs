@@ -6,6 +6,7 @@ use crate::net::NetConfig;
 use crate::plan::LogLevel;
 use crate::plan::data::Dataset;
 use crate::plan::limits::Limits;
+use crate::util::ledger::{Account, HostMemory};
 use crate::wit::ScenarioPre;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -41,6 +42,10 @@ pub struct ScenarioRt {
     /// Base URL, TLS and network caps of its sessions' connections.
     pub net: Arc<NetConfig>,
     pub sink: Sink,
+    /// Host memory its tenant's sessions hold (shared by the tenant's scenarios).
+    pub tenant_memory: Arc<Account>,
+    /// How a session's own host-memory cap is named in errors.
+    pub session_memory_label: Arc<str>,
     /// Mirror of the engine epoch, to charge CPU time.
     pub epoch: Arc<AtomicU64>,
     /// Scenario log lines below this level are not printed.
@@ -56,6 +61,15 @@ impl ScenarioRt {
     pub fn lookup(&self, name: &str) -> Option<Arc<ScenarioRt>> {
         let found = self.run.registry.get()?.get(name)?.upgrade()?;
         (found.tenant == self.tenant).then_some(found)
+    }
+
+    /// A new session's host-memory ledger: its own cap and its tenant's.
+    pub fn host_memory(&self) -> HostMemory {
+        let cap = u64::from(self.limits.host_memory_mb) << 20;
+        HostMemory::new(
+            Account::new(cap, self.session_memory_label.clone()),
+            self.tenant_memory.clone(),
+        )
     }
 
     /// Whether `run` may see the load test's setup data (the implicit tenant's hook).

@@ -1,9 +1,12 @@
 //! Signals between sessions: JSON values queued per session (at most [`SIGNAL_QUEUE`]; a full
-//! queue is a typed error). `await-signal` compares JSON values, so key order and spacing do not
+//! queue is a typed error). A queued signal's bytes are charged to the sending session's host
+//! memory until it is received or dropped, so a flood of large signals hits the sender's cap.
+//! `await-signal` compares JSON values, so key order and spacing do not
 //! matter, and signals that do not match stay queued for a later wait.
 
 use super::children::Pending;
 use super::state::SessionCtx;
+use crate::util::ledger::Charge;
 use crate::wit::session::FlowError;
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -13,12 +16,21 @@ use tokio::sync::mpsc;
 /// Signals queued per session.
 pub const SIGNAL_QUEUE: usize = 1024;
 
+/// A queued signal and the host memory it holds.
+pub struct Signal {
+    text: String,
+    _held: Charge,
+}
+
+/// The sending side of a session's inbox.
+pub type Outbox = mpsc::Sender<Signal>;
+
 /// A session's signal inbox, created on first use (most sessions never signal).
 pub struct Inbox {
-    pub(super) tx: mpsc::Sender<String>,
-    rx: mpsc::Receiver<String>,
+    pub(super) tx: Outbox,
+    rx: mpsc::Receiver<Signal>,
     /// Signals that arrived while waiting for another one.
-    stash: VecDeque<String>,
+    stash: VecDeque<Signal>,
 }
 
 impl Inbox {
@@ -31,7 +43,7 @@ impl Inbox {
         }
     }
 
-    pub(super) fn from_parts(tx: mpsc::Sender<String>, rx: mpsc::Receiver<String>) -> Inbox {
+    pub(super) fn from_parts(tx: Outbox, rx: mpsc::Receiver<Signal>) -> Inbox {
         Inbox {
             tx,
             rx,
@@ -42,7 +54,7 @@ impl Inbox {
 
 /// `signal`: sends `value` to every child under `task`.
 pub fn signal(state: &mut SessionCtx, task: &str, value: String) -> Result<(), FlowError> {
-    let outboxes: Vec<&mpsc::Sender<String>> = state
+    let outboxes: Vec<&Outbox> = state
         .family
         .tasks
         .get(task)
@@ -60,22 +72,35 @@ pub fn signal(state: &mut SessionCtx, task: &str, value: String) -> Result<(), F
         )));
     }
     for tx in outboxes {
-        send(tx, value.clone())?;
+        send(tx, charged(state, &value)?)?;
     }
     Ok(())
 }
 
 /// `signal-parent`.
 pub fn signal_parent(state: &mut SessionCtx, value: String) -> Result<(), FlowError> {
+    let signal = charged(state, &value)?;
     match &state.family.parent {
-        Some(tx) => send(tx, value),
+        Some(tx) => send(tx, signal),
         None => Err(FlowError::Unknown(
             "this session has no parent to signal".into(),
         )),
     }
 }
 
-fn send(tx: &mpsc::Sender<String>, value: String) -> Result<(), FlowError> {
+/// `value` as a signal, its bytes charged to the sender.
+fn charged(state: &SessionCtx, value: &str) -> Result<Signal, FlowError> {
+    let held = state
+        .memory
+        .charge("a queued signal", value.len() as u64)
+        .map_err(|e| FlowError::Capacity(e.to_string()))?;
+    Ok(Signal {
+        text: value.to_owned(),
+        _held: held,
+    })
+}
+
+fn send(tx: &Outbox, value: Signal) -> Result<(), FlowError> {
     tx.try_send(value).map_err(|e| match e {
         mpsc::error::TrySendError::Full(_) => FlowError::QueueFull,
         // The receiver ended: nobody will ever read it, which the sender should know.
@@ -103,15 +128,19 @@ pub async fn await_signal(
         Some(v) => serde_json::from_str::<Value>(s).is_ok_and(|got| &got == v),
     };
     let inbox = state.family.inbox();
-    if let Some(i) = inbox.stash.iter().position(|s| matches(s)) {
-        return inbox.stash.remove(i).ok_or(FlowError::Timeout);
+    if let Some(i) = inbox.stash.iter().position(|s| matches(&s.text)) {
+        return inbox
+            .stash
+            .remove(i)
+            .map(|s| s.text)
+            .ok_or(FlowError::Timeout);
     }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match tokio::time::timeout_at(deadline, inbox.rx.recv()).await {
             Err(_) => return Err(FlowError::Timeout),
             Ok(None) => return Err(FlowError::Interrupted),
-            Ok(Some(s)) if matches(&s) => return Ok(s),
+            Ok(Some(s)) if matches(&s.text) => return Ok(s.text),
             Ok(Some(s)) => {
                 if inbox.stash.len() >= SIGNAL_QUEUE {
                     return Err(FlowError::QueueFull);

@@ -13,6 +13,7 @@ use crate::net::cookies::Cookies;
 use crate::net::http::HttpClient;
 use crate::sandbox::SandboxCtx;
 use crate::sandbox::cpu::{CpuMark, CpuTree};
+use crate::util::ledger::{Charge, HostMemory};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +53,10 @@ pub struct SessionCtx {
     pub mark: CpuMark,
     /// The CPU budget of this session's tree, handed to its children and nested runs.
     pub cpu_tree: CpuTree,
+    /// The host memory this session's guest makes the host hold.
+    pub memory: HostMemory,
+    /// What the assigns and config the guest set hold (values it replaced are given back).
+    pub state_held: Charge,
 }
 
 /// The `http` interface's context: the session's connections and jar.
@@ -67,6 +72,8 @@ pub struct HttpCtx {
 pub struct WsCtx {
     /// Host side of the `connection` resources.
     pub table: ResourceTable,
+    /// Where queued inbound messages are charged.
+    pub memory: HostMemory,
     pub open: u32,
     /// Open WebSockets allowed at once.
     pub cap: u32,

@@ -110,6 +110,29 @@ pub fn delete(root: &mut Value, path: &[String]) -> Result<(), PathError> {
     Ok(())
 }
 
+/// Bytes of host memory a value holds, roughly: its strings and keys plus a fixed cost per
+/// node. Iterative, so any depth is safe.
+pub fn weight(value: &Value) -> u64 {
+    const NODE: u64 = 32;
+    let mut total = 0u64;
+    let mut todo = vec![value];
+    while let Some(v) = todo.pop() {
+        total += NODE;
+        match v {
+            Value::String(s) => total += s.len() as u64,
+            Value::Array(items) => todo.extend(items),
+            Value::Object(map) => {
+                for (k, item) in map {
+                    total += NODE + k.len() as u64;
+                    todo.push(item);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    total
+}
+
 /// Merges `overlay` into `base`: objects merge key by key (recursively), anything else replaces.
 pub fn deep_merge(base: &mut Value, overlay: Value) {
     match (base, overlay) {

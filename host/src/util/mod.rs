@@ -2,6 +2,7 @@
 //! scenario randomness, and JSON paths. Nothing here knows about sessions or the network.
 
 pub mod jsonpath;
+pub mod ledger;
 
 use std::time::{Duration, Instant};
 

@@ -74,6 +74,40 @@ fn parse_json(store: Store, path: &[String], text: &str) -> Result<serde_json::V
     })
 }
 
+/// Sets `text` at `path` of the config or the assigns, charging the growth to the session's
+/// host memory first: past its cap the session ends `memory-limit`, naming the value.
+fn set_value(
+    ctx: &mut SessionCtx,
+    store: Store,
+    path: &[String],
+    text: &str,
+) -> Wt<Result<(), StateError>> {
+    let value = match parse_json(store, path, text) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    let root = match store {
+        Store::Config => &mut ctx.config,
+        Store::Assigns => &mut ctx.assigns,
+    };
+    // A new key costs its path; a replaced value gives its bytes back.
+    let (replaced, new_path) = match jsonpath::get(root, path) {
+        Ok(old) => (jsonpath::weight(old), 0),
+        Err(_) => (0, path.iter().map(|k| k.len() as u64 + 32).sum()),
+    };
+    let held =
+        (ctx.state_held.bytes() + jsonpath::weight(&value) + new_path).saturating_sub(replaced);
+    let what = format!(
+        "the {} value at `{}`",
+        store.name(),
+        escape(&jsonpath::display(path))
+    );
+    ctx.state_held
+        .resize(&what, held)
+        .map_err(wasmtime::Error::new)?;
+    Ok(jsonpath::set(root, path, value).map_err(|e| state_error(store, e)))
+}
+
 impl session::Host for SessionCtx {
     async fn info(&mut self) -> Wt<SessionInfo> {
         let id = &self.identity;
@@ -93,9 +127,7 @@ impl session::Host for SessionCtx {
     }
 
     async fn set_config(&mut self, path: Vec<String>, value: String) -> Wt<Result<(), StateError>> {
-        Ok(parse_json(Store::Config, &path, &value).and_then(|v| {
-            jsonpath::set(&mut self.config, &path, v).map_err(|e| state_error(Store::Config, e))
-        }))
+        set_value(self, Store::Config, &path, &value)
     }
 
     async fn assigned(&mut self, path: Vec<String>) -> Wt<Result<String, StateError>> {
@@ -105,14 +137,16 @@ impl session::Host for SessionCtx {
     }
 
     async fn assign(&mut self, path: Vec<String>, value: String) -> Wt<Result<(), StateError>> {
-        Ok(parse_json(Store::Assigns, &path, &value).and_then(|v| {
-            jsonpath::set(&mut self.assigns, &path, v).map_err(|e| state_error(Store::Assigns, e))
-        }))
+        set_value(self, Store::Assigns, &path, &value)
     }
 
     async fn delete_assign(&mut self, path: Vec<String>) -> Wt<()> {
+        let freed = jsonpath::get(&self.assigns, &path).map_or(0, jsonpath::weight);
         // An over-long path names nothing that can exist, so there is nothing to delete.
-        let _ = jsonpath::delete(&mut self.assigns, &path);
+        if jsonpath::delete(&mut self.assigns, &path).is_ok() {
+            let held = self.state_held.bytes().saturating_sub(freed);
+            let _ = self.state_held.resize("assigns", held);
+        }
         Ok(())
     }
 

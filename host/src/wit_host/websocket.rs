@@ -75,7 +75,7 @@ impl websocket::HostConnection for WsCtx {
             Err(e) => Err(e),
             Ok(_) if self.open >= self.cap => Err(RequestError::TooManyConnections),
             Ok(_) if self.deadline.passed() => Err(RequestError::ConnectTimeout),
-            Ok(url) => ws::connect(&self.net, &self.cookies, &url, &options).await,
+            Ok(url) => ws::connect(&self.net, &self.cookies, &self.memory, &url, &options).await,
         };
         self.mark.host_returned();
         flight.action(start, &r);

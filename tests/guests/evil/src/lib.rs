@@ -431,7 +431,207 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             s.run_scenario("child", json!({ "evil": { "mode": "own_config" } }), true)?;
             Ok(())
         }
+        // Requests `evil.urls` and records each outcome; see [`fetch`].
+        "fetch" => fetch(s),
+        // One WebSocket to `evil.path` driven by `evil.ws_steps`; see [`ws_fault`].
+        "ws_fault" => ws_fault(s),
+        // `evil.children` children at once, each running `fetch` (with `evil.batch`, up to the
+        // connection cap in parallel): many sockets open at once.
+        "fd_storm" => {
+            let n: u32 = s.config_or("evil.children", 16);
+            s.cc_spread("fetch", n, 0, "storm")?;
+            let done = s.await_task("storm");
+            s.check("storm children done", done.is_ok());
+            Ok(())
+        }
         other => Err(format!("unknown evil.mode {other:?}").into()),
+    }
+}
+
+/// The request-error kind as the host's report names it (`ws-handshake 403` with its status).
+fn error_kind(e: &RequestError) -> String {
+    match e {
+        RequestError::Denied(_) => "denied".into(),
+        RequestError::BlockedIp(_) => "blocked-ip".into(),
+        RequestError::Dns(_) => "dns".into(),
+        RequestError::Refused => "refused".into(),
+        RequestError::ConnectTimeout => "connect-timeout".into(),
+        RequestError::Reset => "reset".into(),
+        RequestError::Timeout => "timeout".into(),
+        RequestError::Tls(_) => "tls".into(),
+        RequestError::Protocol(_) => "protocol".into(),
+        RequestError::WsHandshake(status) => format!("ws-handshake {status}"),
+        RequestError::TooLarge => "too-large".into(),
+        RequestError::TooManyConnections => "too-many-connections".into(),
+        RequestError::HostCapacity => "host-capacity".into(),
+        RequestError::Interrupted => "interrupted".into(),
+        RequestError::Invalid(_) => "invalid".into(),
+        RequestError::Closed => "closed".into(),
+    }
+}
+
+/// An error's kind, or `other: TEXT` when it is not a request error.
+fn outcome_of_error(e: &Error) -> String {
+    match e {
+        Error::Request(e) => error_kind(e),
+        other => format!("other: {other}"),
+    }
+}
+
+/// Mode `fetch`: requests each of `evil.urls` with `evil.method` (`GET` or `POST`), `evil.body`
+/// and `evil.timeout_ms` when set, one after another with `evil.pause_ms` between them (or all
+/// at once with `evil.batch`), `evil.repeat` times or, when `evil.for_ms` is set, over and over
+/// until that much time has passed. Every outcome is a check `fetch OUTCOME` (`fetch status
+/// 200`, `fetch status 500 unexpected`, `fetch status 200 truncated`, `fetch refused`, `fetch
+/// connect-timeout`, ...) and its wall time a sample of `fetch ms OUTCOME`; a response's body
+/// length is a sample of `fetch body bytes` (of a truncated one, also a check `fetch kept N
+/// bytes`). A failed request never ends the session.
+fn fetch(s: &mut Session) -> Result {
+    let urls: Vec<String> = s.config("evil.urls")?;
+    let method: String = s.config_or("evil.method", "GET".into());
+    let body: Option<String> = s.config_or("evil.body", None);
+    let timeout: Option<u32> = s.config_or("evil.timeout_ms", None);
+    let repeat: u32 = s.config_or("evil.repeat", 1);
+    let for_ms: u32 = s.config_or("evil.for_ms", 0);
+    let pause: u32 = s.config_or("evil.pause_ms", 0);
+    let batch: bool = s.config_or("evil.batch", false);
+    let build = |url: &str| {
+        let mut r = match method.as_str() {
+            "POST" => Request::post(url),
+            _ => Request::get(url),
+        };
+        if let Some(b) = &body {
+            r = r.body(b.as_str());
+        }
+        if let Some(ms) = timeout {
+            r = r.timeout_ms(ms);
+        }
+        r
+    };
+    let start = Instant::now();
+    let mut round = 0;
+    loop {
+        if batch {
+            let t = Instant::now();
+            let results = s.batch(urls.iter().map(|u| build(u)).collect());
+            for r in &results {
+                note_fetch(s, r, t);
+            }
+        } else {
+            for url in &urls {
+                let t = Instant::now();
+                let r = s.send(build(url));
+                if let Err(e) = &r {
+                    s.log_info(format!("fetch {url}: {e}"));
+                }
+                note_fetch(s, &r, t);
+                if pause > 0 {
+                    s.delay(pause);
+                }
+            }
+        }
+        round += 1;
+        let more = if for_ms > 0 {
+            start.elapsed() < Duration::from_millis(for_ms.into())
+        } else {
+            round < repeat
+        };
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+/// Records one `fetch` outcome.
+fn note_fetch(s: &mut Session, r: &Result<Response>, started: Instant) {
+    let outcome = match r {
+        Ok(res) => {
+            s.record("fetch body bytes", res.body.len() as u32);
+            let mut o = format!("status {}", res.status);
+            if !res.ok() {
+                o.push_str(" unexpected");
+            }
+            if res.body_truncated {
+                o.push_str(" truncated");
+                s.check(&format!("fetch kept {} bytes", res.body.len()), true);
+            }
+            o
+        }
+        Err(e) => outcome_of_error(e),
+    };
+    let ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+    s.record(&format!("fetch ms {outcome}"), ms);
+    s.check(&format!("fetch {outcome}"), true);
+}
+
+/// Mode `ws_fault`: opens a WebSocket to `evil.path` (handshake timeout `evil.timeout_ms` when
+/// set), then runs `evil.ws_steps`: `recv` (the default receive timeout), `recv:MS`, `send`
+/// (the text `hello`), `hold:MS` (a delay) or `drain:MS` (receive until nothing arrives for MS;
+/// the count is a sample of `ws drained`). Every outcome is a check `ws VERB OUTCOME`: `ws
+/// connect ok`, `ws connect ws-handshake 403`, `ws recv text`, `ws recv binary`, `ws recv close
+/// 4000 bye`, `ws send ok`, `ws recv reset`, `ws drain timeout`, ...; a failed connect ends the
+/// steps, a failed step does not.
+fn ws_fault(s: &mut Session) -> Result {
+    let path: String = s.config("evil.path")?;
+    let steps: Vec<String> = s.config_or("evil.ws_steps", Vec::new());
+    let options = ConnectOptions {
+        metric_name: None,
+        headers: Vec::new(),
+        protocols: Vec::new(),
+        timeout_ms: s.config_or("evil.timeout_ms", None),
+    };
+    let started = Instant::now();
+    let connected = s.ws_connect_with("f", &path, options);
+    let ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+    let outcome = match &connected {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => outcome_of_error(e),
+    };
+    s.record(&format!("ws connect ms {outcome}"), ms);
+    s.check(&format!("ws connect {outcome}"), true);
+    if connected.is_err() {
+        return Ok(());
+    }
+    for step in steps {
+        let (verb, arg) = step.split_once(':').unwrap_or((step.as_str(), ""));
+        let ms: Option<u32> = arg.parse().ok();
+        let outcome = match verb {
+            "recv" => match s.ws_recv_from("f", ms) {
+                Ok(m) => message_outcome(&m),
+                Err(e) => outcome_of_error(&e),
+            },
+            "send" => match s.ws_send_to("f", "hello") {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => outcome_of_error(&e),
+            },
+            "hold" => {
+                s.delay(ms.unwrap_or(0));
+                continue;
+            }
+            "drain" => {
+                let mut n = 0u32;
+                let end = loop {
+                    match s.ws_recv_from("f", ms) {
+                        Ok(Message::Close(_)) => break "close".to_owned(),
+                        Ok(_) => n += 1,
+                        Err(e) => break outcome_of_error(&e),
+                    }
+                };
+                s.record("ws drained", n);
+                end
+            }
+            other => return Err(format!("unknown ws step {other:?}").into()),
+        };
+        s.check(&format!("ws {verb} {outcome}"), true);
+    }
+    Ok(())
+}
+
+fn message_outcome(m: &Message) -> String {
+    match m {
+        Message::Text(_) => "text".into(),
+        Message::Binary(_) => "binary".into(),
+        Message::Close((code, reason)) => format!("close {code} {reason}"),
     }
 }
 
