@@ -17,4 +17,5 @@ mod polyglot;
 mod sandbox;
 mod scale;
 mod support;
+mod tenants;
 mod tls;

@@ -123,6 +123,10 @@ pub struct TenantSection {
     /// Where its sessions may connect besides its scenarios' base URLs (and `[network] allow`).
     #[serde(default)]
     pub network: NetworkSection,
+    /// Its share of the host's worker threads for guests that spin (0 < share ≤ 1); by
+    /// default each tenant gets an equal share.
+    #[serde(default)]
+    pub cpu_share: Option<f64>,
     /// Its data sets: `[tenant.NAME.data.SET]`.
     #[serde(default)]
     pub data: std::collections::BTreeMap<String, super::data::DataSpec>,

@@ -120,6 +120,8 @@ pub struct RunPlan {
     /// Names each tenant resolves without DNS (`[network] hosts` plus its own), under the
     /// tenant's name like `allowlists`.
     pub hosts: BTreeMap<String, PinnedNames>,
+    /// Tenants' declared shares of the worker threads (`[tenant.NAME] cpu_share`).
+    pub cpu_shares: BTreeMap<String, f64>,
 }
 
 /// Host names pinned to addresses (an empty list: the name does not exist).
@@ -160,6 +162,8 @@ pub enum ConfigError {
         "[network] hosts: `{name}` = `{value}` is not an IP address (e.g. \"api.test\" = \"127.0.0.1\")"
     )]
     PinnedHost { name: String, value: String },
+    #[error("[tenant.{0}] cpu_share must be more than 0 and at most 1 (e.g. cpu_share = 0.5)")]
+    CpuShare(String),
     #[error("[tenant.{tenant}.limits]: {reason}")]
     TenantLimits { tenant: String, reason: String },
 }
@@ -202,7 +206,14 @@ impl RunPlan {
         allowlists.insert(String::new(), Arc::new(implicit));
         let shared_hosts = pinned(&file.network.hosts, &PinnedNames::new())?;
         let mut hosts = BTreeMap::from([(String::new(), shared_hosts.clone())]);
+        let mut cpu_shares = BTreeMap::new();
         for (name, t) in &file.tenant {
+            if let Some(share) = t.cpu_share {
+                if !(share > 0.0 && share <= 1.0) {
+                    return Err(ConfigError::CpuShare(name.clone()));
+                }
+                cpu_shares.insert(name.clone(), share);
+            }
             hosts.insert(name.clone(), pinned(&t.network.hosts, &shared_hosts)?);
             data.insert(name.clone(), load_data(&t.data)?);
             let entries = everyone.iter().copied().chain(&t.network.allow);
@@ -218,6 +229,7 @@ impl RunPlan {
         Ok(RunPlan {
             allowlists,
             hosts,
+            cpu_shares,
             scenarios,
             setup: file.setup.clone(),
             tls,
@@ -246,6 +258,24 @@ impl RunPlan {
         for names in self.hosts.values_mut() {
             names.insert(name.to_ascii_lowercase(), ips.to_vec());
         }
+    }
+
+    /// Each tenant's lanes of `workers` worker threads for spinning guests: its declared share
+    /// or an equal one, at least one lane. Empty when the run has one tenant (no sharing).
+    pub fn cpu_lanes(&self, workers: usize) -> BTreeMap<String, usize> {
+        let tenants: std::collections::BTreeSet<&String> =
+            self.scenarios.iter().map(|s| &s.tenant).collect();
+        if tenants.len() < 2 {
+            return BTreeMap::new();
+        }
+        let equal = 1.0 / tenants.len() as f64;
+        tenants
+            .into_iter()
+            .map(|t| {
+                let share = self.cpu_shares.get(t).copied().unwrap_or(equal);
+                (t.clone(), ((workers as f64 * share) as usize).max(1))
+            })
+            .collect()
     }
 
     /// Total sessions over all scenarios.

@@ -8,6 +8,7 @@ use crate::net::gate::ConnectGate;
 use crate::net::resolve::{PinnedHosts, SystemResolver};
 use crate::plan::limits::Limits;
 use crate::plan::{RunPlan, ScenarioKind, ScenarioPlan};
+use crate::sandbox::cpu::CpuShare;
 use crate::sandbox::loader::{self, LoadError, Preflight};
 use crate::session::nested::run_hook;
 use crate::session::{RunCtx, ScenarioRt};
@@ -26,6 +27,8 @@ pub struct Env<'a> {
     pub epoch: Arc<AtomicU64>,
     /// The implicit tenant's sink.
     pub sink: Sink,
+    /// Each tenant's share of the worker threads, when the run has several tenants.
+    pub cpu_shares: BTreeMap<String, CpuShare>,
     /// One sink per declared tenant: each tenant has its own metric-key quota.
     pub tenant_sinks: BTreeMap<String, Sink>,
     pub child_slots: Arc<Semaphore>,
@@ -133,6 +136,7 @@ pub async fn scenarios(
             net: Arc::new(net_config(plan, sp, &env.gate)),
             sink: env.sink_of(&sp.tenant),
             tenant_memory,
+            cpu_share: env.cpu_shares.get(&sp.tenant).cloned(),
             session_memory_label: format!(
                 "the session's {} MiB host-memory cap ([limits] host_memory_mb)",
                 limits.host_memory_mb

@@ -16,6 +16,7 @@ use crate::net::gate::ConnectGate;
 use crate::plan::limits::{self, SystemLimits};
 use crate::plan::{Output, RunPlan};
 use crate::report::{self, Report};
+use crate::sandbox::cpu::CpuShare;
 use crate::sandbox::engine::{self, EngineSettings, EpochTicker};
 use crate::sandbox::loader::{self, LoadError};
 use std::collections::BTreeMap;
@@ -113,6 +114,11 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         engine: &engine,
         epoch: ticker.epoch(),
         sink: Sink::new(recorders.implicit.clone()),
+        cpu_shares: plan
+            .cpu_lanes(worker_threads())
+            .into_iter()
+            .map(|(t, lanes)| (t, CpuShare::new(lanes)))
+            .collect(),
         tenant_sinks: recorders
             .named
             .iter()

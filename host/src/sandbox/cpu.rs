@@ -1,7 +1,27 @@
-//! The CPU budget: epoch ticks charged only while wasm runs.
+//! The CPU budget: epoch ticks charged only while wasm runs; and the CPU share: how many of
+//! a tenant's guests may run past a tick at once, so that a tenant whose guests all spin
+//! leaves the other worker threads to the other tenants.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A tenant's share of the runtime's worker threads: guests that run through a whole epoch
+/// tick (spinners; a guest doing I/O returns to the host far sooner) take turns on
+/// `permits` lanes, first come first served, one tick at a time.
+#[derive(Clone, Debug)]
+pub struct CpuShare {
+    lanes: Arc<Semaphore>,
+}
+
+impl CpuShare {
+    /// A share of `lanes` worker threads (at least one).
+    pub fn new(lanes: usize) -> CpuShare {
+        CpuShare {
+            lanes: Arc::new(Semaphore::new(lanes.max(1))),
+        }
+    }
+}
 
 /// Counts epoch ticks that pass while wasm runs (not while the session waits in a host call).
 ///
@@ -43,6 +63,23 @@ impl CpuTree {
 pub struct CpuMark {
     epoch: Arc<AtomicU64>,
     resumed_at: Arc<AtomicU64>,
+    /// The tenant's share and the lane this guest holds while it spins (`None`: no share,
+    /// the run has one tenant).
+    lane: Option<Arc<Lane>>,
+}
+
+/// A guest's place in its tenant's share.
+struct Lane {
+    share: CpuShare,
+    held: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Lane {
+    fn release(&self) {
+        if let Ok(mut held) = self.held.lock() {
+            held.take();
+        }
+    }
 }
 
 impl CpuMark {
@@ -50,6 +87,20 @@ impl CpuMark {
     pub fn host_returned(&self) {
         self.resumed_at
             .store(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Whether this guest spins within a tenant's share (then the store calls
+    /// [`left_wasm`](Self::left_wasm) on every exit from wasm).
+    pub fn shared(&self) -> bool {
+        self.lane.is_some()
+    }
+
+    /// The guest left wasm (a host call, or its entry point returned): it is not spinning,
+    /// so it gives its lane back to its tenant's other guests.
+    pub fn left_wasm(&self) {
+        if let Some(lane) = &self.lane {
+            lane.release();
+        }
     }
 
     fn get(&self) -> u64 {
@@ -60,12 +111,24 @@ impl CpuMark {
 impl CpuMeter {
     /// A meter allowing `budget_ticks` ticks per entry-point call, to this session and to its
     /// whole tree: `tree` is the root's (for a child or nested session) or `None` for a root.
-    pub fn new(epoch: Arc<AtomicU64>, budget_ticks: u64, tree: Option<CpuTree>) -> Self {
+    pub fn new(
+        epoch: Arc<AtomicU64>,
+        budget_ticks: u64,
+        tree: Option<CpuTree>,
+        share: Option<CpuShare>,
+    ) -> Self {
         let now = epoch.load(Ordering::Relaxed);
+        let lane = share.map(|share| {
+            Arc::new(Lane {
+                share,
+                held: Mutex::new(None),
+            })
+        });
         CpuMeter {
             mark: CpuMark {
                 epoch: epoch.clone(),
                 resumed_at: Arc::new(AtomicU64::new(now)),
+                lane,
             },
             epoch,
             charged_to: now,
@@ -87,6 +150,11 @@ impl CpuMeter {
         self.mark.clone()
     }
 
+    /// See [`CpuMark::left_wasm`].
+    pub fn left_wasm(&self) {
+        self.mark.left_wasm();
+    }
+
     /// Starts a new budget (each entry-point call gets one).
     pub fn reset(&mut self) {
         self.ticks = 0;
@@ -96,12 +164,24 @@ impl CpuMeter {
         self.mark.host_returned();
     }
 
-    /// The future a session awaits when it yields at a deadline: it lets other tasks run, then
-    /// marks the epoch it resumed at.
+    /// The future a session awaits when it yields at a deadline: it lets other tasks run (with
+    /// a share, it gives its lane back and queues for one), then marks the epoch it resumed
+    /// at, so the wait is not charged to it.
     pub fn yield_now(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mark = self.mark.clone();
         async move {
-            tokio::task::yield_now().await;
+            match &mark.lane {
+                None => tokio::task::yield_now().await,
+                Some(lane) => {
+                    lane.release();
+                    let permit = lane.share.lanes.clone().acquire_owned().await.ok();
+                    mark.host_returned();
+                    if let Ok(mut held) = lane.held.lock() {
+                        *held = permit;
+                    }
+                    return;
+                }
+            }
             mark.host_returned();
         }
     }
@@ -128,9 +208,9 @@ mod tests {
     #[test]
     fn children_draw_from_their_roots_budget() {
         let epoch = Arc::new(AtomicU64::new(0));
-        let mut root = CpuMeter::new(epoch.clone(), 10, None);
+        let mut root = CpuMeter::new(epoch.clone(), 10, None, None);
         let mut kids: Vec<CpuMeter> = (0..3)
-            .map(|_| CpuMeter::new(epoch.clone(), 10, Some(root.tree())))
+            .map(|_| CpuMeter::new(epoch.clone(), 10, Some(root.tree()), None))
             .collect();
         root.reset();
         // Each child spins 4 ticks: under its own budget of 10, over the tree's together.
@@ -148,5 +228,27 @@ mod tests {
         assert_eq!(root.tree().used(), 12);
         root.reset();
         assert_eq!(root.tree().used(), 0, "the root's next call starts afresh");
+    }
+
+    #[tokio::test]
+    async fn spinners_of_a_tenant_take_turns_on_its_lanes() {
+        let epoch = Arc::new(AtomicU64::new(0));
+        let share = CpuShare::new(1);
+        let a = CpuMeter::new(epoch.clone(), 10, None, Some(share.clone()));
+        let b = CpuMeter::new(epoch.clone(), 10, None, Some(share.clone()));
+        a.yield_now().await;
+        assert_eq!(
+            share.lanes.available_permits(),
+            0,
+            "a spins on the one lane"
+        );
+        let b_turn = tokio::spawn(b.yield_now());
+        tokio::task::yield_now().await;
+        assert!(!b_turn.is_finished(), "b waits while a holds the lane");
+        a.mark().left_wasm();
+        tokio::time::timeout(std::time::Duration::from_secs(5), b_turn)
+            .await
+            .expect("b gets the lane once a is back in the host")
+            .expect("no panic");
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances; also the granularity of CPU budgets and guest yields.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Largest wasm stack a guest may use. Deep enough for interpreters (Python, JavaScript).
 pub const MAX_WASM_STACK: usize = 512 * 1024;

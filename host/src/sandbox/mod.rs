@@ -31,12 +31,14 @@ pub struct SandboxCtx {
 
 impl SandboxCtx {
     /// A fresh sandbox with `memory_mb` of linear memory and `cpu_budget_ms` of CPU per
-    /// entry-point call, charged against `epoch` (and to `tree`, the root's, for a child).
+    /// entry-point call, charged against `epoch` (and to `tree`, the root's, for a child),
+    /// spinning within its tenant's `share` of the worker threads.
     pub fn new(
         memory_mb: u32,
         cpu_budget_ms: u32,
         epoch: Arc<AtomicU64>,
         tree: Option<cpu::CpuTree>,
+        share: Option<cpu::CpuShare>,
     ) -> SandboxCtx {
         let output = GuestOutput::default();
         let wasi = wasmtime_wasi::WasiCtxBuilder::new()
@@ -53,7 +55,7 @@ impl SandboxCtx {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory),
-            cpu: CpuMeter::new(epoch, budget, tree),
+            cpu: CpuMeter::new(epoch, budget, tree, share),
             output,
         }
     }

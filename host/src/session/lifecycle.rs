@@ -63,6 +63,7 @@ fn new_store(
         limits.cpu_budget_ms,
         scenario.epoch.clone(),
         seed.cpu_tree,
+        scenario.cpu_share.clone(),
     );
     let cpu_tree = sandbox.cpu.tree();
     let mark = sandbox.cpu.mark();
@@ -109,8 +110,17 @@ fn new_store(
         },
         sandbox,
     };
+    let shared = state.sandbox.cpu.mark().shared();
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.sandbox.limiter);
+    if shared {
+        store.call_hook(|ctx, hook| {
+            if hook.entering_host() {
+                ctx.data().sandbox.cpu.left_wasm();
+            }
+            Ok(())
+        });
+    }
     store.epoch_deadline_callback(|mut ctx| {
         let cpu = &mut ctx.data_mut().sandbox.cpu;
         if cpu.charge() {

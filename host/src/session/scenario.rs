@@ -6,6 +6,7 @@ use crate::net::NetConfig;
 use crate::plan::LogLevel;
 use crate::plan::data::Dataset;
 use crate::plan::limits::Limits;
+use crate::sandbox::cpu::CpuShare;
 use crate::util::ledger::{Account, HostMemory};
 use crate::wit::ScenarioPre;
 use serde_json::Value;
@@ -46,6 +47,8 @@ pub struct ScenarioRt {
     pub tenant_memory: Arc<Account>,
     /// How a session's own host-memory cap is named in errors.
     pub session_memory_label: Arc<str>,
+    /// Its tenant's share of the worker threads for spinning guests (`None` with one tenant).
+    pub cpu_share: Option<CpuShare>,
     /// Mirror of the engine epoch, to charge CPU time.
     pub epoch: Arc<AtomicU64>,
     /// Scenario log lines below this level are not printed.

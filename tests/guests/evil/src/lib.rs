@@ -255,6 +255,55 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             Ok(())
         }
         // One GET of `evil.path` (default "/"); the request error, if any, ends the session.
+        // A well-behaved canary: `evil.n` GETs of `/`, `evil.delay_ms` apart.
+        "gets" => {
+            let (n, each): (u32, u32) =
+                (s.config_or("evil.n", 100), s.config_or("evil.delay_ms", 5));
+            for _ in 0..n {
+                let res = s.get("/")?;
+                s.check("canary ok", res.ok());
+                s.delay(each);
+            }
+            Ok(())
+        }
+        // `evil.n` children that spin until the tree's CPU budget ends them.
+        "spinners" => {
+            let n: u32 = s.config_or("evil.n", 8);
+            for _ in 0..n {
+                s.spawn_named("spinners", "spin", json!(null))?;
+            }
+            let _ = s.await_task("spinners");
+            Ok(())
+        }
+        // Assigns `evil.mib` values of ~1 MiB each, then holds them `evil.hold_ms`.
+        "hoard" => {
+            let mib: u32 = s.config_or("evil.mib", 1);
+            let value = "x".repeat(1000 * 1024);
+            for i in 0..mib {
+                s.assign(&format!("hoard.{i}"), &value)?;
+            }
+            s.delay(s.config_or("evil.hold_ms", 0));
+            Ok(())
+        }
+        // Queues ~1 MiB signals at a child that never reads them, until one is refused.
+        "signal_flood" => {
+            s.spawn_named("deaf", "delay", json!(null))?;
+            let value = "x".repeat(1000 * 1024);
+            let mut queued = 0;
+            let refused = loop {
+                match s.signal("deaf", &value) {
+                    Ok(()) => queued += 1,
+                    Err(e) => break e.to_string(),
+                }
+                if queued > 100 {
+                    break "never refused".into();
+                }
+            };
+            s.record("signals queued", queued);
+            s.check("signal refused: too large", refused.contains("host memory"));
+            let _ = s.await_task("deaf");
+            Ok(())
+        }
         "get" => {
             let path: String = s.config_or("evil.path", "/".into());
             let res = s.get(&path)?;
@@ -483,7 +532,7 @@ fn outcome_of_error(e: &Error) -> String {
 /// at once with `evil.batch`), `evil.repeat` times or, when `evil.for_ms` is set, over and over
 /// until that much time has passed. Every outcome is a check `fetch OUTCOME` (`fetch status
 /// 200`, `fetch status 500 unexpected`, `fetch status 200 truncated`, `fetch refused`, `fetch
-/// connect-timeout`, ...) and its wall time a sample of `fetch ms OUTCOME`; a response's body
+/// connect-timeout`, ...) and its wall time a sample of `fetch time OUTCOME` (µs); a response's body
 /// length is a sample of `fetch body bytes` (of a truncated one, also a check `fetch kept N
 /// bytes`). A failed request never ends the session.
 fn fetch(s: &mut Session) -> Result {
@@ -559,13 +608,12 @@ fn note_fetch(s: &mut Session, r: &Result<Response>, started: Instant) {
         }
         Err(e) => outcome_of_error(e),
     };
-    let ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
-    s.record(&format!("fetch ms {outcome}"), ms);
+    s.record(&format!("fetch time {outcome}"), micros_since(started));
     s.check(&format!("fetch {outcome}"), true);
 }
 
 /// Mode `ws_fault`: opens a WebSocket to `evil.path` (handshake timeout `evil.timeout_ms` when
-/// set), then runs `evil.ws_steps`: `recv` (the default receive timeout), `recv:MS`, `send`
+/// set; its wall time a sample of `ws connect time OUTCOME`, µs), then runs `evil.ws_steps`: `recv` (the default receive timeout), `recv:MS`, `send`
 /// (the text `hello`), `hold:MS` (a delay) or `drain:MS` (receive until nothing arrives for MS;
 /// the count is a sample of `ws drained`). Every outcome is a check `ws VERB OUTCOME`: `ws
 /// connect ok`, `ws connect ws-handshake 403`, `ws recv text`, `ws recv binary`, `ws recv close
@@ -582,12 +630,11 @@ fn ws_fault(s: &mut Session) -> Result {
     };
     let started = Instant::now();
     let connected = s.ws_connect_with("f", &path, options);
-    let ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
     let outcome = match &connected {
         Ok(()) => "ok".to_owned(),
         Err(e) => outcome_of_error(e),
     };
-    s.record(&format!("ws connect ms {outcome}"), ms);
+    s.record(&format!("ws connect time {outcome}"), micros_since(started));
     s.check(&format!("ws connect {outcome}"), true);
     if connected.is_err() {
         return Ok(());
@@ -625,6 +672,11 @@ fn ws_fault(s: &mut Session) -> Result {
         s.check(&format!("ws {verb} {outcome}"), true);
     }
     Ok(())
+}
+
+/// Microseconds since `start` (saturating at `u32::MAX`, 71 minutes).
+fn micros_since(start: Instant) -> u32 {
+    u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX)
 }
 
 fn message_outcome(m: &Message) -> String {
