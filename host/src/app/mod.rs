@@ -133,6 +133,10 @@ fn inspect(path: &std::path::Path) -> i32 {
             if let Some(t) = crate::sandbox::loader::toolchain(&p) {
                 println!("  toolchain: {t}");
             }
+            println!(
+                "  per instance: {} core instances, {} memories, {} tables",
+                p.shape.core_instances, p.shape.memories, p.shape.tables
+            );
             println!("  exports: {}", p.exports.join(", "));
             println!("  imports:");
             for i in &p.imports {

@@ -214,8 +214,10 @@ pub struct Capacity {
 /// What one run asks of the machine besides its session count.
 #[derive(Clone, Copy, Debug)]
 pub struct SlotCost {
-    /// Sockets one session may hold open.
+    /// Sockets every session holds (one connection).
     pub sockets: u64,
+    /// Sockets one session may hold at most (its HTTP + WebSocket connection caps).
+    pub max_sockets: u64,
     /// Address space one instance slot reserves (memories, guards, stack).
     pub bytes: u64,
     /// Slots reserved beyond the sessions' (async children, nested scenarios).
@@ -247,18 +249,27 @@ pub fn capacity(wanted: u32, cost: SlotCost, sys: &SystemLimits) -> Capacity {
     {
         let need = slots * MAPS_PER_INSTANCE + RESERVED;
         warnings.push(format!(
-            "vm.max_map_count ({}) allows {max} concurrent sessions, not {slots}; running {max} at a time (raise it with `sysctl -w vm.max_map_count={need}`)",
-            sys.max_map_count.unwrap_or_default()
+            "vm.max_map_count ({}) allows {max} concurrent sessions, not {slots}; running {} at a time (raise it with `sysctl -w vm.max_map_count={need}`)",
+            sys.max_map_count.unwrap_or_default(),
+            max.max(1)
         ));
         slots = max;
     }
     let fd_max = sys.max_socket_sessions(sockets_per_session);
     if slots > fd_max {
+        let run = fd_max.max(1);
         warnings.push(format!(
-            "the open-files limit ({}) allows {fd_max} concurrent sessions with {sockets_per_session} socket(s) each, not {slots}; running {fd_max} at a time (raise `ulimit -n` / nofile in /etc/security/limits.conf, or split the run over several processes)",
+            "the open-files limit ({}) allows {fd_max} concurrent sessions with {sockets_per_session} connection(s) each, not {slots}; running {run} at a time (raise `ulimit -n` / nofile in /etc/security/limits.conf, or split the run over several processes)",
             sys.open_files
         ));
         slots = fd_max;
+    }
+    let worst = slots.saturating_mul(cost.max_sockets);
+    if worst > sys.open_files.saturating_sub(RESERVED) {
+        warnings.push(format!(
+            "{slots} concurrent sessions may open up to {} connections each ([limits] http_connections + ws_connections), {worst} in all, more than the open-files limit ({}) allows; connects past it fail as `host-capacity` (raise `ulimit -n`, or lower those limits)",
+            cost.max_sockets, sys.open_files
+        ));
     }
     Capacity {
         slots: u32::try_from(slots.max(1)).unwrap_or(u32::MAX),
@@ -274,6 +285,7 @@ mod tests {
     fn capacity_names_the_limit_and_fix() {
         let cost = |sockets| SlotCost {
             sockets,
+            max_sockets: sockets,
             bytes: 64 << 20,
             extra_slots: 64,
         };
@@ -294,6 +306,14 @@ mod tests {
         assert_eq!(c.slots, (20_000 - 256) / 2);
         assert!(c.warnings[0].contains("ulimit -n"));
         assert!(capacity(100, cost(1), &sys).warnings.is_empty());
+        // Sessions that may open 12 connections each: all run, and the risk is named.
+        let many = SlotCost {
+            max_sockets: 12,
+            ..cost(1)
+        };
+        let c = capacity(10_000, many, &sys);
+        assert_eq!(c.slots, 10_000);
+        assert!(c.warnings[0].contains("up to 12 connections each"), "{:?}", c.warnings);
         // 4 GiB of address space: 2 GiB for slots of 64 MiB, 8 of them for children.
         let sys = SystemLimits {
             address_space: Some(4 << 30),

@@ -206,6 +206,7 @@ fn sized_engine(
     let memory_bytes = u64::from(plan.limits.memory_mb) << 20;
     let cost = limits::SlotCost {
         sockets: 1,
+        max_sockets: connections_per_session(plan),
         bytes: engine::slot_bytes(memory_bytes, &shape),
         extra_slots: u64::from(plan.limits.child_slots),
     };
@@ -220,6 +221,18 @@ fn sized_engine(
 }
 
 /// Tokio worker threads of the current runtime (for sizing metric shards).
+/// Connections one session may hold open: the largest HTTP + WebSocket caps of any scenario.
+fn connections_per_session(plan: &RunPlan) -> u64 {
+    plan.scenarios
+        .iter()
+        .map(|s| {
+            let l = s.limits(&plan.limits);
+            u64::from(l.http_connections) + u64::from(l.ws_connections)
+        })
+        .max()
+        .unwrap_or(1)
+}
+
 fn worker_threads() -> usize {
     tokio::runtime::Handle::try_current()
         .map(|h| h.metrics().num_workers())

@@ -83,6 +83,15 @@ pub enum LoadError {
         "{path} imports what this host does not provide: {imports}; scenarios may import only {WIT_PACKAGE}@{WIT_VERSION} and WASI 0.2"
     )]
     UnknownImports { path: String, imports: String },
+    #[error(
+        "{path} has too many {what}: {n}, more than the {max} a scenario instance may have; build it from fewer modules"
+    )]
+    TooComplex {
+        path: String,
+        what: &'static str,
+        n: u32,
+        max: u32,
+    },
     #[error("cannot compile {path}: {reason}")]
     Compile { path: String, reason: String },
     #[error("cannot link {path}: {reason}")]
@@ -117,6 +126,7 @@ pub fn preflight(path: &Path) -> Result<Preflight, LoadError> {
         reason,
     })?;
     check_world(&shown, &scan.imports, &scan.exports)?;
+    check_shape(&shown, &scan.shape)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     Ok(Preflight {
         path: path.to_path_buf(),
@@ -150,6 +160,32 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, LoadError> {
         });
     }
     std::fs::read(path).map_err(read_err)
+}
+
+/// Most core instances, memories and tables one scenario instance may have. The pool reserves
+/// this much for every slot, so a component declaring 100 memories would reserve 100 memory
+/// caps per session; real guests (Rust, Python, JavaScript) stay far below.
+pub const MAX_SHAPE: ComponentShape = ComponentShape {
+    core_instances: 256,
+    memories: 16,
+    tables: 64,
+};
+
+fn check_shape(path: &str, shape: &ComponentShape) -> Result<(), LoadError> {
+    let over = [
+        ("core instances", shape.core_instances, MAX_SHAPE.core_instances),
+        ("memories", shape.memories, MAX_SHAPE.memories),
+        ("tables", shape.tables, MAX_SHAPE.tables),
+    ];
+    match over.into_iter().find(|(_, n, max)| n > max) {
+        Some((what, n, max)) => Err(LoadError::TooComplex {
+            path: path.into(),
+            what,
+            n,
+            max,
+        }),
+        None => Ok(()),
+    }
 }
 
 #[derive(Default)]

@@ -18,6 +18,21 @@ use std::sync::atomic::AtomicU64;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::WasiCtx;
 
+/// Bytes one `wasi:random` call may ask for (wasmtime's default is 64 MiB, allocated by the
+/// host before the guest's own memory cap applies).
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
+/// WASI handles (streams, pollables) a guest may hold at once; past it the call traps with
+/// `resource-limit` instead of growing the host's table (wasmtime allows 1,000,000).
+pub const MAX_HANDLES: usize = 4096;
+
+/// A resource table holding at most [`MAX_HANDLES`] handles.
+pub fn capped_table() -> ResourceTable {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_HANDLES);
+    table
+}
+
 /// What the sandbox keeps per store.
 pub struct SandboxCtx {
     /// WASI with nothing granted: no files, environment, arguments, sockets or name lookup.
@@ -45,7 +60,9 @@ impl SandboxCtx {
             .stdout(output.clone())
             .stderr(output.clone())
             .allow_ip_name_lookup(false)
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
+        let table = capped_table();
         let memory = usize::try_from(u64::from(memory_mb) << 20).unwrap_or(usize::MAX);
         let tick = u64::try_from(engine::EPOCH_TICK.as_millis())
             .unwrap_or(10)
@@ -53,7 +70,7 @@ impl SandboxCtx {
         let budget = (u64::from(cpu_budget_ms) / tick).max(1);
         SandboxCtx {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter::new(memory),
             cpu: CpuMeter::new(epoch, budget, tree, share),
             output,

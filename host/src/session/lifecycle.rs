@@ -14,7 +14,6 @@ use crate::sandbox::cpu::CpuTree;
 use crate::wit::{Scenario, ScenarioError};
 use serde_json::Value;
 use std::sync::Arc;
-use wasmtime::component::ResourceTable;
 use wasmtime::{Store, UpdateDeadline};
 
 /// What a session starts from.
@@ -81,7 +80,7 @@ fn new_store(
             deadline: seed.deadline,
         },
         ws: WsCtx {
-            table: ResourceTable::new(),
+            table: crate::sandbox::capped_table(),
             memory: memory.clone(),
             open: 0,
             cap: limits.ws_connections,

@@ -10,6 +10,9 @@ use crate::wit::RequestError;
 use crate::wit::http::{self, Request, Response};
 use std::time::Duration;
 
+/// Requests one `batch` call may carry; they run `http_connections` at a time.
+pub const MAX_BATCH: usize = 10_000;
+
 /// A request with its URL resolved and its metric key named.
 struct Prepared {
     request: Request,
@@ -58,6 +61,13 @@ impl http::Host for HttpCtx {
     }
 
     async fn batch(&mut self, requests: Vec<Request>) -> Wt<Vec<Result<Response, RequestError>>> {
+        if requests.len() > MAX_BATCH {
+            let why = format!(
+                "a batch of {} requests is over the limit of {MAX_BATCH}; split it",
+                requests.len()
+            );
+            return Ok(vec![Err(RequestError::Invalid(why)); requests.len()]);
+        }
         let prepared: Vec<Prepared> = requests.into_iter().map(|r| self.prepare(r)).collect();
         let mut flights = Vec::with_capacity(prepared.len());
         let mut sendable = Vec::new();
