@@ -26,9 +26,9 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 
 const MIB: usize = 1 << 20;
 
-type Counter = Arc<AtomicU64>;
+pub(crate) type Counter = Arc<AtomicU64>;
 
-fn counter() -> Counter {
+pub(crate) fn counter() -> Counter {
     Arc::new(AtomicU64::new(0))
 }
 
@@ -36,7 +36,7 @@ fn counter() -> Counter {
 
 /// A TCP server on 127.0.0.1:0 running `handler` on every connection it accepts; returns its
 /// address and a count of the connections. It lives as long as the test's runtime.
-async fn serve<F, Fut>(handler: F) -> (SocketAddr, Counter)
+pub(crate) async fn serve<F, Fut>(handler: F) -> (SocketAddr, Counter)
 where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -55,14 +55,14 @@ where
 }
 
 /// One HTTP/1.1 request as the fault servers read it.
-struct Req {
-    method: String,
-    path: String,
+pub(crate) struct Req {
+    pub(crate) method: String,
+    pub(crate) path: String,
     body: Vec<u8>,
 }
 
 /// Reads the next request on `socket` (head and a Content-Length body); `None` at EOF.
-async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Req> {
+pub(crate) async fn read_request(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Req> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).into_owned();
@@ -98,7 +98,7 @@ async fn read_more(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
 }
 
 /// A complete keep-alive response with a text body.
-fn response(status: u16, body: &str) -> Vec<u8> {
+pub(crate) fn response(status: u16, body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status} Fault\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
@@ -118,7 +118,7 @@ async fn answer_ok(mut socket: TcpStream, served: Counter) {
 }
 
 /// A server answering `200 ok` to everything; returns its address and a count of requests.
-async fn ok_server() -> (SocketAddr, Counter) {
+pub(crate) async fn ok_server() -> (SocketAddr, Counter) {
     let served = counter();
     let count = served.clone();
     let (addr, _) = serve(move |socket| answer_ok(socket, count.clone())).await;
@@ -137,7 +137,7 @@ async fn silent_server() -> SocketAddr {
 }
 
 /// A server that reads one request, writes `bytes` and closes the connection (FIN).
-async fn one_shot_server(bytes: Vec<u8>) -> SocketAddr {
+pub(crate) async fn one_shot_server(bytes: Vec<u8>) -> SocketAddr {
     let bytes = Arc::new(bytes);
     serve(move |mut socket| {
         let bytes = bytes.clone();
@@ -154,7 +154,7 @@ async fn one_shot_server(bytes: Vec<u8>) -> SocketAddr {
 }
 
 /// A loopback port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -220,7 +220,12 @@ fn watch_rss() -> Counter {
 
 /// The evil guest in mode `fetch` over `urls`, `sessions` sessions with base URL `base`, extra
 /// `--config` values; any loopback port is reachable.
-fn fetch_plan(base: SocketAddr, sessions: u32, urls: &[String], extra: &[&str]) -> RunPlan {
+pub(crate) fn fetch_plan(
+    base: SocketAddr,
+    sessions: u32,
+    urls: &[String],
+    extra: &[&str],
+) -> RunPlan {
     let urls = format!("evil.urls={}", serde_json::to_string(urls).unwrap());
     let mut config = vec!["evil.mode=fetch", urls.as_str()];
     config.extend_from_slice(extra);
@@ -242,7 +247,7 @@ fn ws_plan(base: SocketAddr, sessions: u32, path: &str, steps: &[&str], extra: &
 }
 
 /// Every check that passed at least once, with its count.
-fn checks(r: &Report) -> BTreeMap<String, u64> {
+pub(crate) fn checks(r: &Report) -> BTreeMap<String, u64> {
     r.checks
         .iter()
         .filter(|(_, c)| c.passed > 0)
@@ -250,7 +255,7 @@ fn checks(r: &Report) -> BTreeMap<String, u64> {
         .collect()
 }
 
-fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+pub(crate) fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 

@@ -2,6 +2,7 @@
 //! 127.0.0.1:0 and runs real components built by `scripts/build-guests`.
 
 mod bad_input;
+mod catalogue;
 mod children;
 mod contract;
 mod examples;

@@ -46,57 +46,53 @@ fn canary(r: &Report) -> (u64, u64) {
     (m.count, m.p99)
 }
 
+/// One round: the canary alone, then beside the spinning tenant; returns both p99s (µs) after
+/// checking that every canary request ran and succeeded and every spinner was ended.
+async fn fairness_round(base: &str) -> (u64, u64) {
+    let solo = run(&plan_file("canary-solo", &shared_host(base, false)))
+        .await
+        .report;
+    let (solo_count, solo_p99) = canary(&solo);
+    assert_eq!(solo_count, 600, "{}", solo.summary_table());
+    let shared = run(&plan_file("canary-shared", &shared_host(base, true)))
+        .await
+        .report;
+    let table = shared.summary_table();
+    let (count, p99) = canary(&shared);
+    assert_eq!(count, 600, "every canary request ran: {table}");
+    let ok = shared
+        .checks
+        .get("canary: canary ok")
+        .map(|c| (c.passed, c.failed));
+    assert_eq!(ok, Some((600, 0)), "{table}");
+    // Every spinning child was ended by its tree's budget, and every session completed.
+    assert_eq!(
+        metric(&shared, "spinner: async spinners").errors,
+        6 * 8,
+        "{table}"
+    );
+    assert_eq!(ended(&shared, "completed"), 4 + 6, "{table}");
+    (solo_p99, p99)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a3_a_spinning_tenant_cannot_slow_a_canary_tenant_past_3x_its_solo_p99() {
     let _heavy = heavy().await;
     let server = target(Default::default());
-    let solo = run(&plan_file(
-        "canary-solo",
-        &shared_host(&server.base_url(), false),
-    ))
-    .await
-    .report;
-    let (solo_count, solo_p99) = canary(&solo);
-    assert_eq!(solo_count, 600, "{}", solo.summary_table());
-    let shared = run(&plan_file(
-        "canary-shared",
-        &shared_host(&server.base_url(), true),
-    ))
-    .await
-    .report;
-    let (count, p99) = canary(&shared);
-    assert_eq!(
-        count,
-        600,
-        "every canary request ran: {}",
-        shared.summary_table()
-    );
-    assert_eq!(
-        shared
-            .checks
-            .get("canary: canary ok")
-            .map(|c| (c.passed, c.failed)),
-        Some((600, 0)),
-        "{}",
-        shared.summary_table()
-    );
-    eprintln!("canary p99: {solo_p99} µs alone, {p99} µs beside a spinning tenant");
-    // Every spinning child was ended by its tree's budget, and their parents completed.
-    let spinners = metric(&shared, "spinner: async spinners");
-    assert_eq!(spinners.errors, 6 * 8, "{}", shared.summary_table());
-    assert_eq!(
-        ended(&shared, "completed"),
-        4 + 6,
-        "{}",
-        shared.summary_table()
-    );
-    // 3× the solo p99, with 5 ms of slack for a shared 2-core machine (p99 of a loopback GET
-    // is about a millisecond, where one scheduler hiccup is already 3×). Without the tenant's
-    // CPU share, 48 spinners take turns on both workers and the canary waits for them.
-    assert!(
-        p99 <= 3 * solo_p99 + 5_000,
-        "canary p99 {p99} µs with a spinning tenant vs {solo_p99} µs alone"
-    );
+    // Without the tenant's CPU share the canary's p99 measures 100-200× its solo p99 (48
+    // spinners take turns on both workers); with it, about 1×. The bound is 3× plus 2 ms
+    // (a loopback GET's p99 is under a millisecond, where one scheduler hiccup on a shared
+    // 2-core machine is already 3×), and a round disturbed by other tests gets two retries.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let (solo, shared) = fairness_round(&server.base_url()).await;
+        eprintln!("canary p99: {solo} µs alone, {shared} µs beside a spinning tenant");
+        rounds.push((solo, shared));
+        if shared <= 3 * solo + 2_000 {
+            return;
+        }
+    }
+    panic!("canary p99 past 3× its solo p99 in every round (alone, shared µs): {rounds:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

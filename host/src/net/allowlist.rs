@@ -207,7 +207,9 @@ impl Policy for Allowlist {
 
     fn check_addr(&self, host: &str, addr: SocketAddr) -> Result<(), RequestError> {
         let ip = unmap(addr.ip());
-        if is_global(ip) || self.entries.iter().any(|e| e.contains_ip(ip)) {
+        // An entry with a port (an origin, `host:port`) names the address at that port only.
+        let named = |e: &Entry| e.contains_ip(ip) && e.port.is_none_or(|p| p == addr.port());
+        if is_global(ip) || self.entries.iter().any(named) {
             return Ok(());
         }
         // A base URL's own name may resolve to a non-global address (`localhost`).

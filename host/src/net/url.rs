@@ -45,9 +45,15 @@ pub fn resolve(base: Option<&url::Url>, path: &str, ws: bool) -> Result<url::Url
         ("https", true) | ("wss", true) => "wss",
         ("http", false) | ("https", false) => return Ok(url),
         (other, _) => {
-            return Err(invalid(format!(
-                "scheme `{}` is not supported here",
-                escape(other)
+            return Err(RequestError::Denied(format!(
+                "scheme `{}` is not allowed: {} reaches {} only",
+                escape(other),
+                if ws { "a WebSocket" } else { "an HTTP request" },
+                if ws {
+                    "ws(s) and http(s) URLs"
+                } else {
+                    "http(s) URLs"
+                }
             )));
         }
     };

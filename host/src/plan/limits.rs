@@ -313,7 +313,11 @@ mod tests {
         };
         let c = capacity(10_000, many, &sys);
         assert_eq!(c.slots, 10_000);
-        assert!(c.warnings[0].contains("up to 12 connections each"), "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("up to 12 connections each"),
+            "{:?}",
+            c.warnings
+        );
         // 4 GiB of address space: 2 GiB for slots of 64 MiB, 8 of them for children.
         let sys = SystemLimits {
             address_space: Some(4 << 30),

@@ -125,8 +125,8 @@ pub fn preflight(path: &Path) -> Result<Preflight, LoadError> {
         path: shown.clone(),
         reason,
     })?;
-    check_world(&shown, &scan.imports, &scan.exports)?;
     check_shape(&shown, &scan.shape)?;
+    check_world(&shown, &scan.imports, &scan.exports)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     Ok(Preflight {
         path: path.to_path_buf(),
@@ -173,7 +173,11 @@ pub const MAX_SHAPE: ComponentShape = ComponentShape {
 
 fn check_shape(path: &str, shape: &ComponentShape) -> Result<(), LoadError> {
     let over = [
-        ("core instances", shape.core_instances, MAX_SHAPE.core_instances),
+        (
+            "core instances",
+            shape.core_instances,
+            MAX_SHAPE.core_instances,
+        ),
         ("memories", shape.memories, MAX_SHAPE.memories),
         ("tables", shape.tables, MAX_SHAPE.tables),
     ];

@@ -493,6 +493,25 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             s.check("storm children done", done.is_ok());
             Ok(())
         }
+        "forbidden_headers" => forbidden_headers(s),
+        "header_injection" => header_injection(s),
+        "wasi_probe" => wasi_probe(s),
+        // Holds WASI handles without dropping them until the host's handle cap stops it.
+        "handles" => {
+            let mut held = Vec::new();
+            loop {
+                held.push(wasip2::cli::stdout::get_stdout());
+                if held.len() % 1024 == 0 {
+                    s.record("handles held", held.len() as u32);
+                }
+            }
+        }
+        // Asks the host for u64::MAX random bytes.
+        "random_huge" => {
+            let bytes = wasip2::random::random::get_random_bytes(u64::MAX);
+            s.record("random bytes", bytes.len() as u32);
+            Ok(())
+        }
         other => Err(format!("unknown evil.mode {other:?}").into()),
     }
 }
@@ -544,6 +563,7 @@ fn fetch(s: &mut Session) -> Result {
     let for_ms: u32 = s.config_or("evil.for_ms", 0);
     let pause: u32 = s.config_or("evil.pause_ms", 0);
     let batch: bool = s.config_or("evil.batch", false);
+    let redirects: Option<u32> = s.config_or("evil.redirects", None);
     let build = |url: &str| {
         let mut r = match method.as_str() {
             "POST" => Request::post(url),
@@ -554,6 +574,9 @@ fn fetch(s: &mut Session) -> Result {
         }
         if let Some(ms) = timeout {
             r = r.timeout_ms(ms);
+        }
+        if let Some(n) = redirects {
+            r = r.follow_redirects(n);
         }
         r
     };
@@ -797,5 +820,85 @@ fn extremes(s: &mut Session) -> Result {
     s.check(&"c".repeat(MIB), true);
     s.record(&"m".repeat(MIB), 1);
     s.record(&format!("control \u{1b}[31m {}", "é".repeat(300)), 1);
+    Ok(())
+}
+
+/// Host-owned request headers and a relative URL: each is refused with a typed `invalid`.
+fn forbidden_headers(s: &mut Session) -> Result {
+    for name in [
+        "Host",
+        "Connection",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Proxy-Authorization",
+        "Keep-Alive",
+        "Proxy-Connection",
+        "HTTP2-Settings",
+    ] {
+        let r = s.send(Request::get("/health").header(name, "x"));
+        let refused = matches!(r, Err(Error::Request(RequestError::Invalid(_))));
+        s.check("forbidden header refused", refused);
+    }
+    for url in [
+        "//elsewhere.test/",
+        "health",
+        "gopher://x/",
+        "file:///etc/passwd",
+        "unix:/run/x",
+    ] {
+        let r = s.send(Request::get(url));
+        s.check(&format!("url {url}: {}", outcome(&r)), true);
+    }
+    Ok(())
+}
+
+/// What a request came to, as a short word.
+fn outcome(r: &Result<chaperon_sdk::Response>) -> String {
+    match r {
+        Ok(res) => format!("status {}", res.status),
+        Err(e) => outcome_of_error(e),
+    }
+}
+
+/// CR/LF and NUL in header names and values, and 10,000 headers: refused, never sent.
+fn header_injection(s: &mut Session) -> Result {
+    let bad = [
+        ("x-a", "v\r\nx-injected: 1"),
+        ("x-a\r\nx-injected", "v"),
+        ("x-a", "v\nx-injected: 1"),
+        ("x-a", "v\0"),
+        ("x a", "v"),
+        ("", "v"),
+    ];
+    for (name, value) in bad {
+        let r = s.send(Request::get("/headers").header(name, value));
+        s.check(&format!("injection: {}", outcome(&r)), true);
+    }
+    let mut many = Request::get("/headers");
+    for i in 0..10_000 {
+        many = many.header(format!("x-{i}"), "v");
+    }
+    let r = s.send(many);
+    s.check(&format!("10000 headers: {}", outcome(&r)), true);
+    Ok(())
+}
+
+/// The WASI a guest gets: no files, no environment, no arguments, no sockets.
+fn wasi_probe(s: &mut Session) -> Result {
+    s.check(
+        "fs: /etc/passwd unreadable",
+        std::fs::read("/etc/passwd").is_err(),
+    );
+    s.check("fs: / unlistable", std::fs::read_dir("/").is_err());
+    s.check("fs: nothing writable", std::fs::write("x", "y").is_err());
+    s.check("env: empty", std::env::vars().count() == 0);
+    s.check("args: none", std::env::args().count() == 0);
+    let addr: String = s.config_or("evil.addr", "127.0.0.1:9".into());
+    let tcp = std::net::TcpStream::connect(addr.as_str());
+    s.check("sockets: tcp refused", tcp.is_err());
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0");
+    s.check("sockets: udp refused", udp.is_err());
+    let lookup = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80));
+    s.check("sockets: name lookup refused", lookup.is_err());
     Ok(())
 }
