@@ -99,14 +99,17 @@ pub struct SessionSummary {
     /// deliberate end, not a failure.
     #[serde(default)]
     pub aborted: Vec<SessionFailure>,
+    /// Session ends per named tenant (tenant -> end kind -> count); empty when the run has
+    /// only the implicit tenant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_tenant: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl SessionSummary {
     /// Counts one ended session, keeping `example` (a failure or an abort) while there is
     /// room.
     pub fn record_end(&mut self, kind: &str, example: Option<SessionFailure>) {
-        let count = self.ended.entry(kind.to_owned()).or_default();
-        *count = count.saturating_add(1);
+        add_count(&mut self.ended, kind, 1);
         let list = if kind == ABORTED {
             &mut self.aborted
         } else {
@@ -120,12 +123,26 @@ impl SessionSummary {
         }
     }
 
+    /// Counts one end under a named tenant as well (the implicit tenant, "", is not listed).
+    pub fn record_tenant_end(&mut self, tenant: &str, kind: &str) {
+        if tenant.is_empty() {
+            return;
+        }
+        let kinds = self.by_tenant.entry(tenant.to_owned()).or_default();
+        add_count(kinds, kind, 1);
+    }
+
     /// Adds `other`'s counts and as many of its examples as still fit.
     pub fn merge(&mut self, other: &SessionSummary) {
         self.started = self.started.saturating_add(other.started);
         for (kind, n) in &other.ended {
-            let count = self.ended.entry(kind.clone()).or_default();
-            *count = count.saturating_add(*n);
+            add_count(&mut self.ended, kind, *n);
+        }
+        for (tenant, kinds) in &other.by_tenant {
+            let mine = self.by_tenant.entry(tenant.clone()).or_default();
+            for (kind, n) in kinds {
+                add_count(mine, kind, *n);
+            }
         }
         for (mine, theirs) in [
             (&mut self.failures, &other.failures),
@@ -152,6 +169,12 @@ impl SessionSummary {
             .filter(|(kind, _)| keep(kind))
             .fold(0, |total, (_, n)| total.saturating_add(*n))
     }
+}
+
+/// Adds `n` to `counts[kind]`, saturating.
+fn add_count(counts: &mut BTreeMap<String, u64>, kind: &str, n: u64) {
+    let count = counts.entry(kind.to_owned()).or_default();
+    *count = count.saturating_add(n);
 }
 
 /// Example of a session that did not complete.

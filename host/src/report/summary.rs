@@ -15,6 +15,10 @@ impl Report {
         out.push('\n');
         out.push_str(&self.sessions_line());
         out.push('\n');
+        for (tenant, kinds) in &self.sessions.by_tenant {
+            let _ = writeln!(out, "  tenant {tenant}: {}", ends_list(kinds));
+        }
+        out.push_str(&self.errors_line());
         if !self.counters.is_empty() {
             let data: Vec<String> = self
                 .counters
@@ -86,6 +90,29 @@ impl Report {
         line
     }
 
+    /// "errors: N timeout, M refused" over all metrics, with what to do about the kinds the
+    /// generator itself caused; empty when nothing failed.
+    fn errors_line(&self) -> String {
+        let mut kinds: std::collections::BTreeMap<&str, u64> = Default::default();
+        for stats in self.metrics.values() {
+            for (kind, n) in &stats.errors_by_kind {
+                let count = kinds.entry(kind.as_str()).or_default();
+                *count = count.saturating_add(*n);
+            }
+        }
+        if kinds.is_empty() {
+            return String::new();
+        }
+        let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let mut line = format!("errors: {}\n", list.join(", "));
+        for (kind, hint) in ERROR_HINTS {
+            if kinds.contains_key(kind) {
+                let _ = writeln!(line, "  {kind}: {hint}");
+            }
+        }
+        line
+    }
+
     /// Name, passed, failed per check.
     fn checks_table(&self) -> String {
         let rows: Vec<Vec<String>> = self
@@ -95,6 +122,29 @@ impl Report {
             .collect();
         render_table(&["check", "passed", "failed"], &rows)
     }
+}
+
+/// Error kinds the generator causes rather than the target, and what to change.
+const ERROR_HINTS: [(&str, &str); 3] = [
+    (
+        "host-capacity",
+        "the generator ran out of file descriptors or ports; raise `ulimit -n` or lower \
+         the sessions or [limits] http_connections / ws_connections",
+    ),
+    (
+        "denied",
+        "a URL outside the run's allowlist; add its origin to [network] allow if it is yours",
+    ),
+    (
+        "blocked-ip",
+        "a name resolved to a non-global address; allow it literally in [network] allow",
+    ),
+];
+
+/// "3 completed, 1 timeout" of one tenant's session ends.
+fn ends_list(kinds: &std::collections::BTreeMap<String, u64>) -> String {
+    let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    list.join(", ")
 }
 
 /// The first few examples of sessions that ended one way, with their reasons.

@@ -289,3 +289,39 @@ fn summary_mentions_unfinished_sessions_and_dropped_keys() -> Result<(), ReportE
     assert!(!table.contains("checks:"));
     Ok(())
 }
+
+#[test]
+fn summary_groups_session_ends_by_tenant_and_totals_errors_by_kind() -> Result<(), ReportError> {
+    let recorder = Recorder::new(1);
+    recorder.record_error("acme: http.get", "timeout");
+    recorder.record_error("acme: http.get", "host-capacity");
+    recorder.record_error("zeta: http.get", "timeout");
+    let mut summary = sessions(4, 3, 0);
+    for (tenant, kind) in [
+        ("acme", COMPLETED),
+        ("acme", COMPLETED),
+        ("zeta", COMPLETED),
+    ] {
+        summary.record_tenant_end(tenant, kind);
+    }
+    summary.record_end("cpu-budget", None);
+    summary.record_tenant_end("zeta", "cpu-budget");
+    summary.record_tenant_end("", COMPLETED);
+    let report = Report::build(&recorder.snapshot(), 1.0, summary, provenance("p", "aa"))?;
+    let table = report.summary_table();
+    assert!(table.contains("  tenant acme: 2 completed\n"), "{table}");
+    assert!(
+        table.contains("  tenant zeta: 1 completed, 1 cpu-budget\n"),
+        "{table}"
+    );
+    assert!(
+        table.contains("errors: 1 host-capacity, 2 timeout\n"),
+        "{table}"
+    );
+    assert!(table.contains("ulimit -n"), "{table}");
+    assert_eq!(report.sessions.by_tenant.len(), 2);
+    let mut twice = report.sessions.clone();
+    twice.merge(&report.sessions);
+    assert_eq!(twice.by_tenant["zeta"]["cpu-budget"], 2);
+    Ok(())
+}

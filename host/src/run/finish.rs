@@ -29,6 +29,9 @@ pub fn report(
             reason: e.end.to_string(),
         });
         sessions.record_end(e.end.kind(), example);
+        if let Some(tenant) = tenant_of(plan, &e.scenario) {
+            sessions.record_tenant_end(tenant, e.end.kind());
+        }
     }
     let components = plan
         .scenarios
@@ -54,6 +57,14 @@ pub fn report(
         merged_from: 1,
     };
     Report::build(metrics, duration, sessions, provenance)
+}
+
+/// The tenant of the scenario named `scenario`; nested runs carry their own scenario name.
+fn tenant_of<'p>(plan: &'p RunPlan, scenario: &str) -> Option<&'p str> {
+    plan.scenarios
+        .iter()
+        .find(|s| s.name == scenario)
+        .map(|s| s.tenant.as_str())
 }
 
 /// Report counter of connects that waited at the run's connect gate.

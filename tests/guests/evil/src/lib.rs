@@ -443,6 +443,15 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
         // Extreme arguments to the imports: each must be refused with an error (a check
         // `refused: WHAT` passes) or accepted harmlessly, never end the run.
         "extremes" => extremes(s),
+        // `evil.script`: a list of `[op, n]` calls with generated extreme arguments (see
+        // [`script_call`]); every error is ignored. Driven by the host's property test.
+        "script" => {
+            let script: Vec<(String, u64)> = s.config_or("evil.script", Vec::new());
+            for (op, n) in script {
+                script_call(s, &op, n);
+            }
+            Ok(())
+        }
         // From one tenant, tries to reach another's: its scenario `evil.other_scenario`, its
         // data set `evil.other_set`, its base URL `evil.other_url`; and its own data set
         // `evil.own_set`. Records a check for each.
@@ -821,6 +830,77 @@ fn extremes(s: &mut Session) -> Result {
     s.record(&"m".repeat(MIB), 1);
     s.record(&format!("control \u{1b}[31m {}", "é".repeat(300)), 1);
     Ok(())
+}
+
+/// One import called with an argument made from `n`: a string of `n` bytes (at most 16 MiB),
+/// a path of `n` segments, JSON `n` levels deep, or `n` itself as a count or a duration.
+fn script_call(s: &mut Session, op: &str, n: u64) {
+    use chaperon_sdk::wit::chaperon::scenario::session as raw;
+    let count = u32::try_from(n).unwrap_or(u32::MAX);
+    let bytes = usize::try_from(n).unwrap_or(usize::MAX).min(16 * MIB);
+    let text = |c: &str| c.repeat(bytes);
+    let deep_path = || vec!["a".to_owned(); bytes.min(200_000)];
+    let deep_json = || "[".repeat(bytes) + &"]".repeat(bytes);
+    let _ = match op {
+        "get" => s.get(&format!("/{}", text("u"))).map(drop),
+        "header_value" => s
+            .send(Request::get("/health").header("x-h", text("v")))
+            .map(drop),
+        "header_count" => {
+            let mut r = Request::get("/health");
+            for i in 0..count.min(100_000) {
+                r = r.header(format!("x-{i}"), "v");
+            }
+            s.send(r).map(drop)
+        }
+        "assign_path" => raw::assign(&deep_path(), "1").map_err(|_| "refused".into()),
+        "assign_text" => s.assign("t", text("x")),
+        "assign_deep" => raw::assign(&["d".into()], &deep_json()).map_err(|_| "refused".into()),
+        "config_deep" => raw::set_config(&["d".into()], &deep_json()).map_err(|_| "refused".into()),
+        "config_path" => raw::set_config(&deep_path(), "1").map_err(|_| "refused".into()),
+        "read_path" => raw::assigned(&deep_path())
+            .map(drop)
+            .map_err(|_| "refused".into()),
+        "signal_parent" => s.signal_parent(text("s")),
+        "signal_deep" => raw::signal_parent(&deep_json()).map_err(|_| "refused".into()),
+        "spread" => s.cc_spread("ok", count, count, "t"),
+        "spawn_args" => raw::spawn("ok", &deep_json(), &text("t"))
+            .map(drop)
+            .map_err(|_| "refused".into()),
+        "await" => raw::await_signal(None, Some(count.min(2_000)))
+            .map(drop)
+            .map_err(|_| "refused".into()),
+        "check" => {
+            s.check(&text("c"), n.is_multiple_of(2));
+            Ok(())
+        }
+        "record" => {
+            s.record(&text("m"), count);
+            Ok(())
+        }
+        "metric_names" => {
+            for i in 0..count.min(5_000) {
+                s.record(&format!("name {i}"), 1);
+            }
+            Ok(())
+        }
+        "log" => {
+            s.log_info(text("l"));
+            Ok(())
+        }
+        "feed" => s.feed::<Value>(&text("d")).map(drop),
+        "run_scenario" => s.run_scenario(&text("r"), Value::Null, false).map(drop),
+        "random" => {
+            black_box(s.random(count));
+            Ok(())
+        }
+        "delay" => {
+            s.delay(count.min(2_000));
+            Ok(())
+        }
+        "ws_connect" => s.ws_connect(&format!("/{}", text("w"))).map(drop),
+        _ => Ok(()),
+    };
 }
 
 /// Host-owned request headers and a relative URL: each is refused with a typed `invalid`.
