@@ -14,7 +14,12 @@ fn main() {
         .max_blocking_threads(4)
         .build();
     let code = match runtime {
-        Ok(rt) => rt.block_on(chaperon_host::app::main(cli)),
+        Ok(rt) => {
+            let code = rt.block_on(chaperon_host::app::main(cli));
+            // An abandoned compile may still hold a blocking thread; do not wait for it.
+            rt.shutdown_background();
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             chaperon_host::app::EXIT_USAGE

@@ -4,7 +4,7 @@
 
 use crate::loadtests::plan_file;
 use crate::merge::tempdir;
-use crate::support::{ended, first_reason, guest, root, run};
+use crate::support::{ended, first_reason, guest, host, root, run};
 use chaperon_host::report::Report;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -119,5 +119,36 @@ async fn a5_a_table_grow_bomb_is_refused_and_named() {
         first_reason(&r).contains("a table would grow past 100000 elements"),
         "{}",
         first_reason(&r)
+    );
+}
+
+#[test]
+fn a28_a_compile_bomb_is_abandoned_at_the_compile_timeout() {
+    // One function of 4,000,000 instructions: over a second of cranelift work, far past 100 ms.
+    let body = "i32.const 1 i32.const 2 i32.add drop ".repeat(1_000_000);
+    let bomb = component(
+        "compile-bomb",
+        &core_module(&format!("{body} i32.const 0"), ""),
+    );
+    let file = tempdir().join("compile-bomb.toml");
+    let toml = format!(
+        "[limits]\ncompile_timeout = \"100ms\"\n[[scenario]]\nname = \"bomb\"\n\
+         component = \"{}\"\nsessions = 1\n",
+        bomb.display()
+    );
+    std::fs::write(&file, toml).unwrap();
+    let started = Instant::now();
+    let (code, _, stderr) = host(&["run", file.to_str().unwrap(), "--no-cache"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("compile timeout after 100ms") && stderr.contains("compile_timeout"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The host exits without waiting for the abandoned compile.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
     );
 }

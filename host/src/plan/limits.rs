@@ -62,6 +62,10 @@ pub struct Limits {
     /// Connections being established at once in the whole run (DNS + TCP + TLS); more queue in
     /// the generator before their connect timeout starts, and the report counts them.
     pub max_connecting: u32,
+    /// Compiling one component (a compile bomb's huge functions can take cranelift minutes);
+    /// past it the run stops with a load error. Cached components are not compiled again.
+    #[serde(with = "humantime_serde_compat")]
+    pub compile_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -87,6 +91,7 @@ impl Default for Limits {
             max_connecting: 256,
             host_memory_mb: 64,
             tenant_memory_mb: 4096,
+            compile_timeout: Duration::from_secs(300),
         }
     }
 }

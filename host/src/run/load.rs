@@ -114,7 +114,7 @@ pub async fn scenarios(
     let mut tenant_memory: BTreeMap<String, Arc<Account>> = BTreeMap::new();
     let with_component = plan.scenarios.iter().filter(|s| s.component().is_some());
     for (sp, pre) in with_component.zip(preflights) {
-        let component = loader::compile(env.engine, pre).await?;
+        let component = loader::compile(env.engine, pre, plan.limits.compile_timeout).await?;
         let instance_pre = linker
             .instantiate_pre(&component)
             .and_then(ScenarioPre::new)

@@ -94,6 +94,11 @@ pub enum LoadError {
     },
     #[error("cannot compile {path}: {reason}")]
     Compile { path: String, reason: String },
+    #[error(
+        "cannot compile {path}: compile timeout after {after} (a compile bomb, or a very \
+         large component: raise [limits] compile_timeout if you trust it)"
+    )]
+    CompileTimeout { path: String, after: String },
     #[error("cannot link {path}: {reason}")]
     Link { path: String, reason: String },
 }
@@ -328,16 +333,24 @@ pub fn toolchain(p: &Preflight) -> Option<&'static str> {
 
 /// Compiles a checked component on a blocking thread (compilation is CPU-bound and may take
 /// seconds for interpreter-based guests); the on-disk cache makes later runs load in ~1 ms.
+/// Past `timeout` the compile is abandoned (it keeps its blocking thread until it ends; the
+/// process does not wait for it at exit).
 pub async fn compile(
     engine: &wasmtime::Engine,
     pre: &Preflight,
+    timeout: std::time::Duration,
 ) -> Result<wasmtime::component::Component, LoadError> {
     let (engine, bytes) = (engine.clone(), pre.bytes.clone());
     let path = pre.path.display().to_string();
-    let compiled = tokio::task::spawn_blocking(move || {
+    let compiling = tokio::task::spawn_blocking(move || {
         wasmtime::component::Component::from_binary(&engine, &bytes)
-    })
-    .await;
+    });
+    let Ok(compiled) = tokio::time::timeout(timeout, compiling).await else {
+        return Err(LoadError::CompileTimeout {
+            path,
+            after: humantime::format_duration(timeout).to_string(),
+        });
+    };
     match compiled {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => Err(LoadError::Compile {
