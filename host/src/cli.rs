@@ -47,9 +47,27 @@ pub enum Command {
 pub struct RunArgs {
     /// A scenario component (.wasm) or a load-test file (.toml).
     pub target: PathBuf,
-    /// Sessions to run (per scenario); overrides the load-test file.
+    /// Sessions to run (per scenario), one iteration each; overrides the load-test file.
     #[arg(long)]
     pub sessions: Option<u32>,
+    /// Virtual users (per scenario), each running iterations back to back.
+    #[arg(long)]
+    pub vus: Option<u32>,
+    /// Iterations per virtual user.
+    #[arg(long)]
+    pub iterations: Option<u32>,
+    /// How long virtual users or the arrival rate run, e.g. 30s.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Open model: iterations started per second (with --duration or --stages).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Ramping stages DURATION:TARGET,... of virtual users (or of --rate), e.g. 10s:20,30s:20,10s:0.
+    #[arg(long, value_name = "STAGES")]
+    pub stages: Option<String>,
+    /// Open model: virtual users in use at once at most (default twice the peak rate, 100 to 10,000).
+    #[arg(long)]
+    pub max_vus: Option<u32>,
     /// Base URL that scenario paths resolve against (http, https, ws or wss).
     #[arg(long)]
     pub base_url: Option<String>,

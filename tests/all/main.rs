@@ -19,6 +19,7 @@ mod polyglot;
 mod props;
 mod sandbox;
 mod scale;
+mod shapes;
 mod support;
 mod tenants;
 mod tls;

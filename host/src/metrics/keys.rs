@@ -50,6 +50,20 @@ impl MetricKey {
         MetricKey(format!("run_scenario {}", clean(scenario)))
     }
 
+    /// `iteration {scenario}`: each iteration's duration, from its start.
+    pub fn iteration(scenario: &str) -> MetricKey {
+        MetricKey(format!("iteration {}", clean(scenario)))
+    }
+
+    /// `iteration {scenario} (from intended start)`: under an arrival rate, each iteration's
+    /// duration from when it was due (wrk2's coordinated-omission correction).
+    pub fn iteration_from_intended_start(scenario: &str) -> MetricKey {
+        MetricKey(format!(
+            "iteration {} (from intended start)",
+            clean(scenario)
+        ))
+    }
+
     /// A name the guest chose whole: traced calls (`call …`), `time`, `record-metric`.
     pub fn custom(name: &str) -> MetricKey {
         MetricKey(clean(name))

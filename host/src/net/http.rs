@@ -50,6 +50,13 @@ impl HttpClient {
         }
     }
 
+    /// The same connections and jar, charging buffered bodies to `memory` (a virtual user's
+    /// next session).
+    pub fn charging(mut self, memory: HostMemory) -> HttpClient {
+        self.memory = memory;
+        self
+    }
+
     /// Connections open right now (idle or in use).
     pub fn open_connections(&self, cap: u32) -> u32 {
         cap.saturating_sub(u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX))

@@ -72,7 +72,7 @@ pub struct TlsSection {
 }
 
 /// One `[[scenario]]`: a component, or a sequence of other scenarios.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioEntry {
     pub name: String,
@@ -81,9 +81,36 @@ pub struct ScenarioEntry {
     /// Names of scenarios run one after another in each session; each one's assigns become
     /// the next one's config.
     pub sequence: Option<Vec<String>>,
-    /// Sessions to run; 0 defines a scenario only for sequences and `run_scenario`.
-    #[serde(default = "one")]
-    pub sessions: u32,
+    /// Sessions to run, one iteration each (the short form of `vus` with `iterations = 1`);
+    /// 0 defines a scenario only for sequences and `run_scenario`.
+    pub sessions: Option<u32>,
+    /// Closed model: virtual users, each running iterations back to back.
+    pub vus: Option<u32>,
+    /// Iterations per virtual user (default 1 without a `duration`).
+    pub iterations: Option<u32>,
+    /// How long the virtual users (or the arrival rate) run, e.g. "30s".
+    #[serde(default, with = "crate::plan::limits::humantime_serde_opt")]
+    pub duration: Option<std::time::Duration>,
+    /// Ramping stages: `[{ duration = "10s", target = 20 }, ...]`, of virtual users, or of
+    /// iterations per second with `rate`.
+    pub stages: Option<Vec<super::shape::Stage>>,
+    /// Open model: iterations started per second (the start rate with `stages`).
+    pub rate: Option<f64>,
+    /// Open model: virtual users in use at once at most.
+    pub max_vus: Option<u32>,
+    /// Open model: virtual users ready at the start.
+    pub pre_allocated: Option<u32>,
+    /// Open model: how long a due iteration waits for a free virtual user before it is
+    /// dropped (default 1s).
+    #[serde(default, with = "crate::plan::limits::humantime_serde_opt")]
+    pub max_start_lag: Option<std::time::Duration>,
+    /// When this scenario's shape starts, after the test's start (e.g. "30s").
+    #[serde(default, with = "crate::plan::limits::humantime_serde_compat")]
+    pub start_time: std::time::Duration,
+    /// Give each iteration of a virtual user fresh HTTP connections and a fresh cookie jar
+    /// (by default they are kept across its iterations).
+    #[serde(default)]
+    pub reset_connections: bool,
     /// Config for this scenario, merged over `[config]`.
     #[serde(default)]
     pub config: toml::Table,
@@ -107,8 +134,21 @@ pub struct Hook {
     pub function: String,
 }
 
-fn one() -> u32 {
-    1
+impl ScenarioEntry {
+    /// Its shape keys.
+    pub fn shape_spec(&self) -> super::shape::ShapeSpec {
+        super::shape::ShapeSpec {
+            sessions: self.sessions,
+            vus: self.vus,
+            iterations: self.iterations,
+            duration: self.duration,
+            stages: self.stages.clone(),
+            rate: self.rate,
+            max_vus: self.max_vus,
+            pre_allocated: self.pre_allocated,
+            max_start_lag: self.max_start_lag,
+        }
+    }
 }
 
 /// `[tenant.NAME]`: what one tenant's scenarios may reach and read. Its scenarios' names, data
@@ -335,7 +375,7 @@ mod tests {
             "t.toml",
         )
         .unwrap();
-        assert_eq!(f.scenario[0].sessions, 3);
+        assert_eq!(f.scenario[0].sessions, Some(3));
         assert_eq!(f.limits.session_timeout, std::time::Duration::from_secs(5));
     }
 

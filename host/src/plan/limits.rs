@@ -116,6 +116,16 @@ pub(crate) mod humantime_serde_compat {
     }
 }
 
+/// Optional `Duration` fields in TOML as humantime strings.
+pub(crate) mod humantime_serde_opt {
+    use serde::Deserializer;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::humantime_serde_compat::deserialize(d).map(Some)
+    }
+}
+
 /// What the machine allows, read at start.
 #[derive(Clone, Copy, Debug)]
 pub struct SystemLimits {

@@ -10,6 +10,7 @@
 pub mod data;
 pub mod file;
 pub mod limits;
+pub mod shape;
 
 use crate::cli::RunArgs;
 use crate::net::allowlist::{Allowlist, Entry, EntryError, Source};
@@ -18,6 +19,7 @@ use data::{DataError, Dataset};
 use file::{Hook, LoadTestError, LoadTestFile, ScenarioEntry};
 use limits::Limits;
 use serde_json::Value;
+use shape::ShapeSpec;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,7 +69,15 @@ pub enum ScenarioKind {
 pub struct ScenarioPlan {
     pub name: String,
     pub kind: ScenarioKind,
+    /// Sessions of it alive at once at most (its shape's peak virtual users); 0 for a
+    /// building block of sequences and `run_scenario`.
     pub sessions: u32,
+    /// How its iterations start.
+    pub shape: shape::Shape,
+    /// When its shape starts, after the test's start.
+    pub start_time: std::time::Duration,
+    /// Fresh connections and cookie jar for every iteration of a virtual user.
+    pub reset_connections: bool,
     /// The session config (global config merged with the scenario's).
     pub config: Value,
     pub start_delay: std::time::Duration,
@@ -164,6 +174,15 @@ pub enum ConfigError {
     PinnedHost { name: String, value: String },
     #[error("[tenant.{0}] cpu_share must be more than 0 and at most 1 (e.g. cpu_share = 0.5)")]
     CpuShare(String),
+    #[error("scenario `{scenario}`: {error}")]
+    Shape {
+        scenario: String,
+        error: shape::ShapeError,
+    },
+    #[error("--duration `{0}` is not a duration (e.g. 30s, 2m)")]
+    ShapeDuration(String),
+    #[error(transparent)]
+    Stages(#[from] shape::ShapeError),
     #[error("[tenant.{tenant}.limits]: {reason}")]
     TenantLimits { tenant: String, reason: String },
 }
@@ -176,13 +195,14 @@ impl RunPlan {
         let global = toml_to_json(file.config.clone());
         let limits = with_cli_limits(file.limits.clone(), args)?;
         let tenant_limits = tenant_limits(&file, args)?;
+        let cli_shape = cli_shape(args)?;
         let scenarios = file
             .scenario
             .iter()
             .map(|s| {
                 let tenant = s.tenant.as_deref().unwrap_or_default();
                 let own = tenant_limits.get(tenant);
-                scenario_plan(s, &global, &overlay, args.sessions, own)
+                scenario_plan(s, &global, &overlay, &cli_shape, own)
             })
             .collect::<Result<Vec<_>, _>>()?;
         if scenarios.iter().all(|s| s.sessions == 0) {
@@ -355,12 +375,7 @@ fn short_form(path: &Path) -> LoadTestFile {
         scenario: vec![ScenarioEntry {
             name,
             component: Some(path.to_path_buf()),
-            sequence: None,
-            sessions: 1,
-            config: toml::Table::new(),
-            tenant: None,
-            start_delay: std::time::Duration::ZERO,
-            random_start_delay: std::time::Duration::ZERO,
+            ..ScenarioEntry::default()
         }],
         ..LoadTestFile::default()
     }
@@ -405,17 +420,25 @@ fn scenario_plan(
     s: &ScenarioEntry,
     global: &Value,
     overlay: &Value,
-    sessions: Option<u32>,
+    cli_shape: &ShapeSpec,
     limits: Option<&Limits>,
 ) -> Result<ScenarioPlan, ConfigError> {
     let mut config = global.clone();
     jsonpath::deep_merge(&mut config, toml_to_json(s.config.clone()));
     jsonpath::deep_merge(&mut config, overlay.clone());
-    let sessions = match sessions {
-        // --sessions applies to the scenarios that run sessions, not to building blocks.
-        Some(n) if s.sessions > 0 => n,
-        _ => s.sessions,
+    let own = s.shape_spec();
+    // The command line's shape applies to the scenarios that run, not to building blocks.
+    let block = own.sessions == Some(0);
+    let spec = if block {
+        own
+    } else {
+        own.overridden_by(cli_shape)
     };
+    let shape = spec.resolve().map_err(|error| ConfigError::Shape {
+        scenario: s.name.clone(),
+        error,
+    })?;
+    let sessions = if block { 0 } else { shape.peak_vus() };
     let base_url = match config.get("base_url").and_then(Value::as_str) {
         Some(url) => Some(validate_base_url(url)?),
         None => None,
@@ -429,12 +452,39 @@ fn scenario_plan(
         name: s.name.clone(),
         kind,
         sessions,
+        shape,
+        start_time: s.start_time,
+        reset_connections: s.reset_connections,
         config,
         start_delay: s.start_delay,
         random_start_delay: s.random_start_delay,
         base_url,
         tenant: s.tenant.clone().unwrap_or_default(),
         limits: limits.cloned(),
+    })
+}
+
+/// The shape flags of the command line (`--sessions`, `--vus`, `--rate`, ...).
+fn cli_shape(args: &RunArgs) -> Result<ShapeSpec, ConfigError> {
+    let duration = match &args.duration {
+        Some(d) => {
+            Some(humantime::parse_duration(d).map_err(|_| ConfigError::ShapeDuration(d.clone()))?)
+        }
+        None => None,
+    };
+    let stages = match &args.stages {
+        Some(s) => Some(shape::parse_stages(s)?),
+        None => None,
+    };
+    Ok(ShapeSpec {
+        sessions: args.sessions,
+        vus: args.vus,
+        iterations: args.iterations,
+        duration,
+        stages,
+        rate: args.rate,
+        max_vus: args.max_vus,
+        ..ShapeSpec::default()
     })
 }
 

@@ -23,7 +23,7 @@ pub fn report(
         ..SessionSummary::default()
     };
     for e in ended {
-        let example = (!e.id.is_empty()).then(|| SessionFailure {
+        let example = (!e.cut).then(|| SessionFailure {
             session: e.id.clone(),
             scenario: e.scenario.clone(),
             reason: e.end.to_string(),

@@ -56,6 +56,8 @@ pub enum Runs {
 pub struct Loaded {
     pub plan: ScenarioPlan,
     pub runs: Runs,
+    /// The deadline of each of its sessions (sequences run their steps within it).
+    pub timeout: std::time::Duration,
 }
 
 /// The network settings of one scenario's sessions.
@@ -102,7 +104,7 @@ pub async fn scenarios(
     plan: &RunPlan,
     preflights: &[Preflight],
     env: &Env<'_>,
-) -> Result<Vec<Loaded>, RunError> {
+) -> Result<Vec<Arc<Loaded>>, RunError> {
     let linker = crate::wit_host::linker(env.engine)?;
     let run = Arc::new(RunCtx {
         setup_data: OnceLock::new(),
@@ -160,6 +162,7 @@ pub async fn scenarios(
         .iter()
         .map(|sp| Loaded {
             plan: sp.clone(),
+            timeout: sp.limits(&plan.limits).session_timeout,
             runs: match &sp.kind {
                 ScenarioKind::Component(_) => components
                     .get(&sp.name)
@@ -173,10 +176,11 @@ pub async fn scenarios(
                 ),
             },
         })
+        .map(Arc::new)
         .collect())
 }
 
-fn hook_target<'a>(scenarios: &'a [Loaded], name: &str) -> Option<&'a Arc<ScenarioRt>> {
+fn hook_target<'a>(scenarios: &'a [Arc<Loaded>], name: &str) -> Option<&'a Arc<ScenarioRt>> {
     scenarios.iter().find_map(|s| match &s.runs {
         Runs::Component(rt) if s.plan.name == name => Some(rt),
         _ => None,
@@ -184,7 +188,10 @@ fn hook_target<'a>(scenarios: &'a [Loaded], name: &str) -> Option<&'a Arc<Scenar
 }
 
 /// Runs the load test's setup hook; its result becomes every session's `setup-data`.
-pub async fn run_setup(plan: &RunPlan, scenarios: &[Loaded]) -> Result<Option<String>, RunError> {
+pub async fn run_setup(
+    plan: &RunPlan,
+    scenarios: &[Arc<Loaded>],
+) -> Result<Option<String>, RunError> {
     let Some(hook) = &plan.setup else {
         return Ok(None);
     };
@@ -201,7 +208,7 @@ pub async fn run_setup(plan: &RunPlan, scenarios: &[Loaded]) -> Result<Option<St
 }
 
 /// Runs the teardown hook with the setup result; a failure is reported, the results stay.
-pub async fn run_teardown(plan: &RunPlan, scenarios: &[Loaded], setup: Option<String>) {
+pub async fn run_teardown(plan: &RunPlan, scenarios: &[Arc<Loaded>], setup: Option<String>) {
     let Some(hook) = &plan.teardown else { return };
     let Some(target) = hook_target(scenarios, &hook.scenario) else {
         return;

@@ -133,7 +133,7 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
     let start = Instant::now();
     let setup = load::run_setup(plan, &scenarios).await?;
     let slots = Arc::new(Semaphore::new(capacity.slots as usize));
-    let ended = schedule::run_sessions(&scenarios, slots, &plan.limits, options).await;
+    let ended = schedule::run_sessions(scenarios.clone(), slots, &plan.limits, options).await;
     load::run_teardown(plan, &scenarios, setup).await;
     let duration = start.elapsed().as_secs_f64();
     drop(ticker);

@@ -119,6 +119,7 @@ impl ChildSeed {
             family,
             deadline: self.deadline,
             cpu_tree: Some(self.cpu_tree),
+            http: None,
         };
         (self.scenario, seed)
     }

@@ -26,6 +26,9 @@ pub struct Seed {
     pub deadline: Deadline,
     /// The CPU budget of the tree this session belongs to; `None` starts a new tree.
     pub cpu_tree: Option<CpuTree>,
+    /// The HTTP connections of its virtual user's previous iteration (keep-alive and jar
+    /// kept across iterations); `None` opens fresh ones.
+    pub http: Option<HttpClient>,
 }
 
 impl Seed {
@@ -39,7 +42,17 @@ impl Seed {
             family: Family::default(),
             deadline,
             cpu_tree: None,
+            http: None,
         }
+    }
+
+    /// The same, continuing a virtual user's connections and cookie jar.
+    pub fn continuing(mut self, http: Option<HttpClient>) -> Seed {
+        if let Some(client) = &http {
+            self.cookies = client.cookies.clone();
+        }
+        self.http = http;
+        self
     }
 }
 
@@ -47,6 +60,8 @@ impl Seed {
 pub struct Finished {
     pub end: SessionEnd,
     pub assigns: Value,
+    /// Its HTTP connections and jar, for its virtual user's next iteration.
+    pub http: Option<HttpClient>,
 }
 
 /// A store for one session of `scenario` (the one `Store::new` of the host), with its limits,
@@ -67,13 +82,17 @@ fn new_store(
     let cpu_tree = sandbox.cpu.tree();
     let mark = sandbox.cpu.mark();
     let memory = scenario.host_memory();
+    let client = match seed.http {
+        Some(client) => client.charging(memory.clone()),
+        None => HttpClient::new(
+            limits.http_connections,
+            seed.cookies.clone(),
+            memory.clone(),
+        ),
+    };
     let state = SessionState {
         http: HttpCtx {
-            client: HttpClient::new(
-                limits.http_connections,
-                seed.cookies.clone(),
-                memory.clone(),
-            ),
+            client,
             net: scenario.net.clone(),
             sink: scenario.sink.clone(),
             mark: mark.clone(),
@@ -140,6 +159,7 @@ pub async fn run(scenario: &Arc<ScenarioRt>, seed: Seed) -> Finished {
         return Finished {
             end: SessionEnd::LoadError("the scenario is not loaded".into()),
             assigns: seed.assigns,
+            http: seed.http,
         };
     };
     let deadline = seed.deadline;
@@ -249,11 +269,12 @@ pub async fn invoke(
 }
 
 fn finished(end: SessionEnd, mut store: Store<SessionState>) -> Finished {
-    let session = &mut store.data_mut().session;
-    super::report_dropped_logs(session);
+    super::report_dropped_logs(&mut store.data_mut().session);
+    let state = store.into_data();
     Finished {
         end,
-        assigns: std::mem::take(&mut session.assigns),
+        assigns: state.session.assigns,
+        http: Some(state.http.client),
     }
 }
 

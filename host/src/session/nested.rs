@@ -81,6 +81,7 @@ pub async fn run_scenario(
         family: Default::default(),
         deadline: state.deadline,
         cpu_tree: Some(state.cpu_tree.clone()),
+        http: None,
     };
     let assigns = run_nested(&target, seed)
         .await
@@ -113,6 +114,7 @@ pub async fn run_sequence(
             family: Default::default(),
             deadline,
             cpu_tree: None,
+            http: None,
         };
         match run_nested(step, seed).await {
             Ok(next) => assigns = next,
