@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario component or a load-test file.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a component and list its imports, exports and producers.
     Inspect {
         /// The component (.wasm).
@@ -84,6 +84,10 @@ pub struct RunArgs {
     /// Write a report: json=FILE (repeatable).
     #[arg(long = "out", value_name = "FORMAT=FILE")]
     pub out: Vec<String>,
+    /// A pass/fail rule 'METRIC: EXPR' (repeatable), e.g. 'http GET /: p(99) < 200ms',
+    /// 'checks: rate > 0.99'; a failed rule exits 99.
+    #[arg(long = "threshold", value_name = "METRIC: EXPR")]
+    pub threshold: Vec<String>,
     /// Sessions alive at once (instance pool slots); default: all of them.
     #[arg(long)]
     pub max_concurrent: Option<u32>,

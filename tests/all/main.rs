@@ -22,4 +22,5 @@ mod scale;
 mod shapes;
 mod support;
 mod tenants;
+mod thresholds;
 mod tls;

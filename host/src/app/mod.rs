@@ -45,7 +45,7 @@ async fn run_command(args: &RunArgs) -> i32 {
 }
 
 /// Runs a plan with stop-signal handling, prints the summary, writes outputs, picks the exit code:
-/// 130 when stopped from outside, 2 when a session failed (an `abort` or the planned end of
+/// 130 when stopped from outside, 99 when a threshold failed, 2 when a session failed (an `abort` or the planned end of
 /// the test is not a failure), else 0.
 pub async fn run_plan(plan: &RunPlan) -> i32 {
     let (stop_tx, stop_rx) = watch::channel(Stop::Running);
@@ -66,6 +66,8 @@ pub async fn run_plan(plan: &RunPlan) -> i32 {
     }
     if outcome.interrupted {
         EXIT_INTERRUPTED
+    } else if outcome.thresholds_failed() {
+        EXIT_THRESHOLDS
     } else if outcome.no_failures() {
         EXIT_OK
     } else {

@@ -5,6 +5,7 @@ pub mod data;
 pub mod keys;
 pub mod recorder;
 pub mod sink;
+pub mod threshold;
 
 pub use data::{CheckCount, MAX_METRIC_KEYS, MetricData, MetricSet};
 pub use keys::MetricKey;

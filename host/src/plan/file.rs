@@ -51,9 +51,10 @@ pub struct LoadTestFile {
     /// without one they belong to the implicit tenant (whose data sets are `[data]`).
     #[serde(default)]
     pub tenant: std::collections::BTreeMap<String, TenantSection>,
-    /// Reserved for the reports issue (pass/fail rules); any key is rejected for now.
+    /// Pass/fail rules: `"METRIC" = ["EXPR", ...]` (an entry may be a table with
+    /// `threshold`, `abort_on_fail` and `delay_abort_eval`).
     #[serde(default)]
-    pub thresholds: Reserved,
+    pub thresholds: std::collections::BTreeMap<String, ThresholdRules>,
     #[serde(default)]
     pub output: OutputSection,
     #[serde(default)]
@@ -204,10 +205,38 @@ impl OneOrMany {
     }
 }
 
-/// A section whose keys a later version defines; empty for now.
-#[derive(Clone, Debug, Deserialize, Default, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Reserved {}
+/// The rules of one `[thresholds]` key: one expression or a list.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ThresholdRules {
+    One(ThresholdRule),
+    Many(Vec<ThresholdRule>),
+}
+
+/// One rule: `"p(99) < 200ms"`, or a table that also says whether to abort the run.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ThresholdRule {
+    Expr(String),
+    Full {
+        threshold: String,
+        #[serde(default)]
+        abort_on_fail: bool,
+        /// Not evaluated for aborting before this much of the run passed (e.g. "10s").
+        #[serde(default, with = "crate::plan::limits::humantime_serde_opt")]
+        delay_abort_eval: Option<std::time::Duration>,
+    },
+}
+
+impl ThresholdRules {
+    /// The rules, in order.
+    pub fn rules(&self) -> Vec<&ThresholdRule> {
+        match self {
+            ThresholdRules::One(r) => vec![r],
+            ThresholdRules::Many(v) => v.iter().collect(),
+        }
+    }
+}
 
 /// `[output]`: report files written at the end of the run.
 #[derive(Clone, Debug, Deserialize, Default, PartialEq, Eq)]
@@ -384,7 +413,7 @@ mod tests {
         let bad = "[[scenario]]\nname='a'\ncomponent='a.wasm'\nsesions=3\n";
         let e = LoadTestFile::parse(bad, "t.toml").unwrap_err().to_string();
         assert!(e.contains("unknown field `sesions`"), "{e}");
-        let bad = "[[scenario]]\nname='a'\ncomponent='a.wasm'\n[thresholds]\np99='1s'\n";
+        let bad = "[[scenario]]\nname='a'\ncomponent='a.wasm'\n[thresholds]\np99=1\n";
         assert!(LoadTestFile::parse(bad, "t.toml").is_err());
         let e = LoadTestFile::parse("", "t.toml").unwrap_err().to_string();
         assert!(e.contains("no [[scenario]]"));

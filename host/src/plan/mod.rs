@@ -13,6 +13,7 @@ pub mod limits;
 pub mod shape;
 
 use crate::cli::RunArgs;
+use crate::metrics::threshold::{Threshold, ThresholdError};
 use crate::net::allowlist::{Allowlist, Entry, EntryError, Source};
 use crate::util::jsonpath;
 use data::{DataError, Dataset};
@@ -132,6 +133,8 @@ pub struct RunPlan {
     pub hosts: BTreeMap<String, PinnedNames>,
     /// Tenants' declared shares of the worker threads (`[tenant.NAME] cpu_share`).
     pub cpu_shares: BTreeMap<String, f64>,
+    /// Pass/fail rules: `[thresholds]` then `--threshold`.
+    pub thresholds: Vec<Threshold>,
 }
 
 /// Host names pinned to addresses (an empty list: the name does not exist).
@@ -183,6 +186,8 @@ pub enum ConfigError {
     ShapeDuration(String),
     #[error(transparent)]
     Stages(#[from] shape::ShapeError),
+    #[error(transparent)]
+    Threshold(#[from] ThresholdError),
     #[error("[tenant.{tenant}.limits]: {reason}")]
     TenantLimits { tenant: String, reason: String },
 }
@@ -246,7 +251,9 @@ impl RunPlan {
             Some(l) => LogLevel::parse(l).ok_or_else(|| ConfigError::LogLevel(l.clone()))?,
             None => file.output.log_level.unwrap_or(LogLevel::Info),
         };
+        let thresholds = thresholds(&file.thresholds, &args.threshold)?;
         Ok(RunPlan {
+            thresholds,
             allowlists,
             hosts,
             cpu_shares,
@@ -462,6 +469,31 @@ fn scenario_plan(
         tenant: s.tenant.clone().unwrap_or_default(),
         limits: limits.cloned(),
     })
+}
+
+/// `[thresholds]` of the file, then `--threshold` rules.
+fn thresholds(
+    section: &BTreeMap<String, file::ThresholdRules>,
+    args: &[String],
+) -> Result<Vec<Threshold>, ThresholdError> {
+    let mut out = Vec::new();
+    for (subject, rules) in section {
+        for rule in rules.rules() {
+            out.push(match rule {
+                file::ThresholdRule::Expr(e) => Threshold::parse(subject, e)?,
+                file::ThresholdRule::Full {
+                    threshold,
+                    abort_on_fail,
+                    delay_abort_eval,
+                } => Threshold::parse(subject, threshold)?
+                    .aborting(*abort_on_fail, delay_abort_eval.unwrap_or_default()),
+            });
+        }
+    }
+    for arg in args {
+        out.push(Threshold::parse_arg(arg)?);
+    }
+    Ok(out)
 }
 
 /// The shape flags of the command line (`--sessions`, `--vus`, `--rate`, ...).

@@ -18,6 +18,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::threshold::Verdict;
 use crate::metrics::{CheckCount, MetricData, MetricSet};
 
 /// Version of the JSON layout; bumped on incompatible changes so old hosts refuse new reports.
@@ -46,6 +47,12 @@ pub struct Report {
     /// Host-defined totals: `bytes sent`, `bytes received`.
     #[serde(default)]
     pub counters: BTreeMap<String, u64>,
+    /// Each threshold rule and how it came out (in the order given).
+    #[serde(default)]
+    pub thresholds: Vec<Verdict>,
+    /// Why the run ended early, when a threshold with `abort_on_fail` failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_by: Option<String>,
 }
 
 /// What produced a report, so results can be traced to exact scenario builds and settings.
@@ -335,6 +342,8 @@ impl Report {
             checks: set.checks.clone(),
             dropped_metric_keys: set.dropped_keys,
             counters: set.counters.clone(),
+            thresholds: Vec::new(),
+            aborted_by: None,
         })
     }
 

@@ -31,6 +31,13 @@ impl Report {
             out.push_str("\nchecks:\n");
             out.push_str(&self.checks_table());
         }
+        if !self.thresholds.is_empty() {
+            out.push_str("\nthresholds:\n");
+            out.push_str(&self.thresholds_list());
+        }
+        if let Some(why) = &self.aborted_by {
+            let _ = writeln!(out, "\nrun aborted early: {why}");
+        }
         let s = &self.sessions;
         if !s.failures.is_empty() {
             out.push('\n');
@@ -113,14 +120,45 @@ impl Report {
         line
     }
 
-    /// Name, passed, failed per check.
+    /// Per check, k6 style: `✓ name  99.5% — ✓ 1990 ✗ 10` (✗ first when any failed).
     fn checks_table(&self) -> String {
-        let rows: Vec<Vec<String>> = self
-            .checks
-            .iter()
-            .map(|(name, c)| vec![name.clone(), c.passed.to_string(), c.failed.to_string()])
-            .collect();
-        render_table(&["check", "passed", "failed"], &rows)
+        let mut out = String::new();
+        for (name, c) in &self.checks {
+            let total = c.passed.saturating_add(c.failed);
+            let rate = if total == 0 {
+                0.0
+            } else {
+                100.0 * c.passed as f64 / total as f64
+            };
+            let mark = if c.failed == 0 { '✓' } else { '✗' };
+            let _ = writeln!(
+                out,
+                "  {mark} {name}  {} — ✓ {} ✗ {}",
+                format_percent(rate),
+                c.passed,
+                c.failed
+            );
+        }
+        out
+    }
+
+    /// Per rule: `✓ http GET /: p(99) < 200ms (observed 12.3ms)`.
+    fn thresholds_list(&self) -> String {
+        let mut out = String::new();
+        for v in &self.thresholds {
+            let mark = if v.passed { '✓' } else { '✗' };
+            let observed = match v.observed {
+                Some(x) if v.latency => format_micros(x),
+                Some(x) => format!("{}", (x * 10_000.0).round() / 10_000.0),
+                None => "no data".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "  {mark} {}: {} (observed {observed})",
+                v.metric, v.expression
+            );
+        }
+        out
     }
 }
 
@@ -181,6 +219,17 @@ fn metric_row(name: &str, stats: &MetricStats) -> Vec<String> {
         latency(stats.max as f64),
         format!("{:.1}/s", stats.rate),
     ]
+}
+
+/// "99.5%", with more digits only where they matter ("99.95%"), "100%" when none failed.
+fn format_percent(p: f64) -> String {
+    if p >= 100.0 {
+        "100%".to_owned()
+    } else if p >= 99.0 {
+        format!("{:.2}%", (p * 100.0).floor() / 100.0)
+    } else {
+        format!("{p:.1}%")
+    }
 }
 
 /// "850µs" below 1 ms, "12.34ms" below 1 s, else "1.23s"; unit chosen after rounding so

@@ -86,6 +86,11 @@ impl RunOutcome {
         self.report.sessions.failed() <= self.cut_by_plan
     }
 
+    /// Whether a threshold failed (or ended the run early).
+    pub fn thresholds_failed(&self) -> bool {
+        self.report.aborted_by.is_some() || self.report.thresholds.iter().any(|v| !v.passed)
+    }
+
     /// Whether every session completed.
     pub fn all_completed(&self) -> bool {
         self.report.sessions.not_completed() == 0
@@ -109,7 +114,7 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
     }
     let child_slots = plan.limits.child_slots;
     let ticker = EpochTicker::start(&engine).map_err(RunError::Ticker)?;
-    let recorders = Recorders::of(plan);
+    let recorders = Arc::new(Recorders::of(plan));
     let env = load::Env {
         engine: &engine,
         epoch: ticker.epoch(),
@@ -133,18 +138,46 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
     let start = Instant::now();
     let setup = load::run_setup(plan, &scenarios).await?;
     let slots = Arc::new(Semaphore::new(capacity.slots as usize));
-    let ended = schedule::run_sessions(scenarios.clone(), slots, &plan.limits, options).await;
+    let external = options.stop.clone();
+    let (inner_tx, inner_rx) = watch::channel(Stop::Running);
+    let inner_tx = Arc::new(inner_tx);
+    let forward = tokio::spawn(forward_stops(external.clone(), inner_tx.clone()));
+    let aborted_by = Arc::new(std::sync::OnceLock::new());
+    let judge = tokio::spawn(abort_on_fail(
+        plan.thresholds.clone(),
+        recorders.clone(),
+        inner_tx,
+        aborted_by.clone(),
+    ));
+    let inner = RunOptions {
+        stop: inner_rx,
+        progress,
+    };
+    let mut ended = schedule::run_sessions(scenarios.clone(), slots, &plan.limits, inner).await;
+    forward.abort();
+    judge.abort();
+    ended.interrupted = *external.borrow() != Stop::Running;
+    if ended.interrupted {
+        ended.cut_by_plan = 0;
+    }
     load::run_teardown(plan, &scenarios, setup).await;
     let duration = start.elapsed().as_secs_f64();
     drop(ticker);
+    let set = recorders.snapshot();
     let mut report = finish::report(
         plan,
         &preflights,
-        &recorders.snapshot(),
+        &set,
         &ended.sessions,
         duration,
         started_at,
     )?;
+    report.thresholds = plan
+        .thresholds
+        .iter()
+        .map(|t| t.evaluate(&set, duration))
+        .collect();
+    report.aborted_by = aborted_by.get().cloned();
     let queued = finish::connect_queue(&mut report, env.gate.stats(), &plan.limits);
     if let (true, Some(w)) = (progress, &queued) {
         eprintln!("warning: {w}");
@@ -157,6 +190,61 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         cut_by_plan: ended.cut_by_plan,
         warnings,
     })
+}
+
+/// Passes every stop request from outside (Ctrl-C) on to the run's own stop channel, which
+/// thresholds may also pull.
+async fn forward_stops(mut external: watch::Receiver<Stop>, inner: Arc<watch::Sender<Stop>>) {
+    loop {
+        let now = *external.borrow_and_update();
+        inner.send_if_modified(|s| {
+            let raise = now > *s;
+            if raise {
+                *s = now;
+            }
+            raise
+        });
+        if external.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Every second, evaluates the thresholds marked `abort_on_fail` (once their delay passed);
+/// the first that fails stops the run gracefully and is named in `aborted_by`.
+async fn abort_on_fail(
+    thresholds: Vec<crate::metrics::threshold::Threshold>,
+    recorders: Arc<Recorders>,
+    stop: Arc<watch::Sender<Stop>>,
+    aborted_by: Arc<std::sync::OnceLock<String>>,
+) {
+    let watched: Vec<_> = thresholds.into_iter().filter(|t| t.abort_on_fail).collect();
+    if watched.is_empty() {
+        return;
+    }
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let elapsed = start.elapsed();
+        let set = recorders.snapshot();
+        let failed = watched
+            .iter()
+            .filter(|t| elapsed >= t.delay_abort_eval)
+            .map(|t| t.evaluate(&set, elapsed.as_secs_f64()))
+            .find(|v| v.observed.is_some() && !v.passed);
+        if let Some(v) = failed {
+            let _ = aborted_by.set(format!("threshold `{}: {}` failed", v.metric, v.expression));
+            stop.send_if_modified(|s| {
+                let raise = *s == Stop::Running;
+                if raise {
+                    *s = Stop::Graceful;
+                }
+                raise
+            });
+            return;
+        }
+    }
 }
 
 /// One recorder per tenant, so that each has its own metric-key quota.
