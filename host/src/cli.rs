@@ -30,6 +30,17 @@ pub enum Command {
         #[arg(long = "out", value_name = "FORMAT=FILE", required = true)]
         out: Vec<String>,
     },
+    /// Compare two JSON reports: per-metric p95/p99 and error-rate deltas; exits 99 when the
+    /// new run regressed past the tolerance.
+    Compare {
+        /// The baseline report.
+        old: PathBuf,
+        /// The report of the run to judge.
+        new: PathBuf,
+        /// Allowed p95/p99 increase, in percent.
+        #[arg(long, default_value_t = 10.0)]
+        tolerance: f64,
+    },
     /// Serve the demo target (HTTP endpoints and a WebSocket at /ping/pong) on loopback.
     Target {
         /// Address to listen on (loopback only).

@@ -26,6 +26,11 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Run(args) => run_command(&args).await,
         Command::Inspect { component } => inspect(&component),
         Command::Merge { reports, out } => merge(&reports, &out),
+        Command::Compare {
+            old,
+            new,
+            tolerance,
+        } => compare(&old, &new, tolerance),
         Command::Target { listen } => target(&listen).await,
         Command::Demo(args) => demo::run(&args).await,
         Command::Bench(args) => bench::run(&args).await,
@@ -170,6 +175,21 @@ fn merge(paths: &[std::path::PathBuf], out: &[String]) -> i32 {
     match run::write_outputs(&merged, &outputs) {
         Ok(()) => EXIT_OK,
         Err(e) => fail(e),
+    }
+}
+
+/// Prints the comparison of two reports; 99 when the new one regressed.
+fn compare(old: &std::path::Path, new: &std::path::Path, tolerance: f64) -> i32 {
+    let (old, new) = match (Report::read_json(old), Report::read_json(new)) {
+        (Ok(o), Ok(n)) => (o, n),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let comparison = new.compare(&old, tolerance);
+    print!("{}", comparison.text);
+    if comparison.regressions.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_THRESHOLDS
     }
 }
 

@@ -243,6 +243,10 @@ impl ThresholdRules {
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
     pub json: Option<PathBuf>,
+    /// One row per metric, Chaperon's columns.
+    pub csv: Option<PathBuf>,
+    /// Thresholds, checks and sessions as JUnit XML test cases.
+    pub junit: Option<PathBuf>,
     /// Scenario log lines below this level are not printed (`--log-level` overrides it).
     pub log_level: Option<super::LogLevel>,
 }
@@ -300,8 +304,12 @@ impl LoadTestFile {
         if let Some(ca) = &mut file.tls.ca_file {
             *ca = dir.join(&*ca);
         }
-        if let Some(json) = &mut file.output.json {
-            *json = dir.join(&*json);
+        let o = &mut file.output;
+        for out in [&mut o.json, &mut o.csv, &mut o.junit]
+            .into_iter()
+            .flatten()
+        {
+            *out = dir.join(&*out);
         }
         Ok(file)
     }

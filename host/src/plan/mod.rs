@@ -54,6 +54,8 @@ impl LogLevel {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     Json(PathBuf),
+    Csv(PathBuf),
+    Junit(PathBuf),
 }
 
 /// What a scenario runs.
@@ -153,9 +155,11 @@ pub enum ConfigError {
     ConfigFile { path: String, reason: String },
     #[error("--base-url `{url}` is not usable: {reason} (e.g. --base-url http://127.0.0.1:8080)")]
     BaseUrl { url: String, reason: String },
-    #[error("--out `{0}` is not FORMAT=FILE (e.g. --out json=report.json)")]
+    #[error(
+        "--out `{0}` is not FORMAT=FILE with FORMAT json, csv or junit (e.g. --out json=report.json)"
+    )]
     OutArg(String),
-    #[error("--out {0}=… is not available in this version; use --out json=FILE")]
+    #[error("--out {0}=… is not available in this version; use json=FILE, csv=FILE or junit=FILE")]
     OutFormat(String),
     #[error("{what} must be at least 1")]
     Zero { what: &'static str },
@@ -214,10 +218,11 @@ impl RunPlan {
             return Err(ConfigError::Zero { what: "sessions" });
         }
         let mut outputs = parse_outputs(&args.out)?;
-        if let Some(json) = &file.output.json
-            && outputs.is_empty()
-        {
-            outputs.push(Output::Json(json.clone()));
+        if outputs.is_empty() {
+            let o = &file.output;
+            outputs.extend(o.json.clone().map(Output::Json));
+            outputs.extend(o.csv.clone().map(Output::Csv));
+            outputs.extend(o.junit.clone().map(Output::Junit));
         }
         let tls = crate::net::tls::client_config(
             file.tls.ca_file.as_deref(),
@@ -585,7 +590,9 @@ pub fn parse_outputs(raw: &[String]) -> Result<Vec<Output>, ConfigError> {
                 .ok_or_else(|| ConfigError::OutArg(o.clone()))?;
             match format {
                 "json" => Ok(Output::Json(PathBuf::from(file))),
-                "csv" | "html" | "influxdb" => Err(ConfigError::OutFormat(format.into())),
+                "csv" => Ok(Output::Csv(PathBuf::from(file))),
+                "junit" => Ok(Output::Junit(PathBuf::from(file))),
+                "html" | "influxdb" => Err(ConfigError::OutFormat(format.into())),
                 _ => Err(ConfigError::OutArg(o.clone())),
             }
         })

@@ -2,6 +2,9 @@
 //! distributed run merge losslessly). The schema and building are here; the human summary
 //! ([`summary`]), merging ([`merge`]) and credential redaction ([`redact`]) are their own files.
 
+mod compare;
+mod csv_export;
+mod junit;
 mod merge;
 mod redact;
 mod summary;
@@ -245,6 +248,14 @@ impl MetricStats {
     }
 }
 
+/// Writes `text` to `path`, naming the path in the error.
+fn write_file(path: &Path, text: &str) -> Result<(), ReportError> {
+    std::fs::write(path, text).map_err(|source| ReportError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// `count / duration_secs`, or 0 when no meaningful duration exists.
 fn rate(count: u64, duration_secs: f64) -> f64 {
     if duration_secs.is_finite() && duration_secs > 0.0 {
@@ -356,10 +367,7 @@ impl Report {
     pub fn write_json(&self, path: &Path) -> Result<(), ReportError> {
         let mut json = self.to_json()?;
         json.push('\n');
-        std::fs::write(path, json).map_err(|source| ReportError::Io {
-            path: path.to_owned(),
-            source,
-        })
+        write_file(path, &json)
     }
 
     /// Reads a report, refusing other schema versions with a clear message rather than a

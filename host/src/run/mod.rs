@@ -332,6 +332,8 @@ pub fn write_outputs(report: &Report, outputs: &[Output]) -> Result<(), report::
     for o in outputs {
         match o {
             Output::Json(path) => report.write_json(path)?,
+            Output::Csv(path) => report.write_csv(path)?,
+            Output::Junit(path) => report.write_junit(path)?,
         }
     }
     Ok(())
