@@ -94,6 +94,18 @@ async fn a_constant_arrival_rate_holds_its_rate_every_second() {
         );
     }
     assert_eq!(r.counters.get("dropped_iterations"), None);
+    // The time series has a bucket per second, and its requests add up to the report's.
+    let ts = &r.timeseries;
+    assert_eq!(ts.bucket_secs, 1);
+    assert!((4..=6).contains(&ts.buckets.len()), "{:?}", ts.buckets);
+    let requests: u64 = ts.buckets.iter().map(|b| b.requests).sum();
+    assert_eq!(requests, 160, "{:?}", ts.buckets);
+    let points = &ts.metrics["http GET /x"];
+    assert_eq!(points.len(), ts.buckets.len());
+    assert_eq!(points.iter().map(|p| p.count).sum::<u64>(), 160);
+    for b in &ts.buckets[1..4] {
+        assert!((32..=48).contains(&b.requests), "{:?}", ts.buckets);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod recorder;
 pub mod sink;
 pub mod threshold;
+pub mod timeseries;
 
 pub use data::{CheckCount, MAX_METRIC_KEYS, MetricData, MetricSet};
 pub use keys::MetricKey;

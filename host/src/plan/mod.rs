@@ -310,6 +310,16 @@ impl RunPlan {
             .collect()
     }
 
+    /// How long the run's shapes last, when every running scenario's shape says (a
+    /// count of iterations does not).
+    pub fn total_duration(&self) -> Option<std::time::Duration> {
+        self.scenarios
+            .iter()
+            .filter(|s| s.sessions > 0)
+            .map(|s| s.shape.duration().map(|d| s.start_time + d))
+            .try_fold(std::time::Duration::ZERO, |max, d| d.map(|d| max.max(d)))
+    }
+
     /// Total sessions over all scenarios.
     pub fn total_sessions(&self) -> u64 {
         self.scenarios.iter().map(|s| u64::from(s.sessions)).sum()
@@ -648,8 +658,10 @@ mod tests {
         a.base_url = Some("ftp://x".into());
         let e = RunPlan::from_args(&a).unwrap_err().to_string();
         assert!(e.contains("scheme must be http"), "{e}");
-        let e = parse_outputs(&["csv=x".into()]).unwrap_err().to_string();
-        assert!(e.contains("use --out json=FILE"), "{e}");
+        let e = parse_outputs(&["influxdb=x".into()]).unwrap_err().to_string();
+        assert!(e.contains("use json=FILE, csv=FILE or junit=FILE"), "{e}");
+        let e = parse_outputs(&["yaml=x".into()]).unwrap_err().to_string();
+        assert!(e.contains("FORMAT json, csv or junit"), "{e}");
         let e = RunPlan::from_args(&args("x.txt")).unwrap_err().to_string();
         assert!(e.contains("neither a .wasm component nor a .toml"), "{e}");
     }

@@ -10,6 +10,7 @@ mod redact;
 mod summary;
 
 pub use redact::redact;
+pub use summary::format_micros;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,9 @@ pub struct Report {
     /// Each threshold rule and how it came out (in the order given).
     #[serde(default)]
     pub thresholds: Vec<Verdict>,
+    /// Per-second buckets of the run (absent in merged reports).
+    #[serde(default)]
+    pub timeseries: crate::metrics::timeseries::TimeSeries,
     /// Why the run ended early, when a threshold with `abort_on_fail` failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_by: Option<String>,
@@ -354,6 +358,7 @@ impl Report {
             dropped_metric_keys: set.dropped_keys,
             counters: set.counters.clone(),
             thresholds: Vec::new(),
+            timeseries: Default::default(),
             aborted_by: None,
         })
     }

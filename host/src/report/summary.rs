@@ -234,7 +234,7 @@ fn format_percent(p: f64) -> String {
 
 /// "850µs" below 1 ms, "12.34ms" below 1 s, else "1.23s"; unit chosen after rounding so
 /// 999.996 ms prints as "1.00s", not "1000.00ms".
-pub(super) fn format_micros(micros: f64) -> String {
+pub fn format_micros(micros: f64) -> String {
     if micros.round() < 1_000.0 {
         return format!("{micros:.0}µs");
     }

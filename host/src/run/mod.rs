@@ -8,6 +8,7 @@
 //! then drops them: they are reported as `interrupted`, and every completed result is kept.
 
 mod finish;
+mod live;
 mod load;
 mod schedule;
 
@@ -153,7 +154,17 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         stop: inner_rx,
         progress,
     };
-    let mut ended = schedule::run_sessions(scenarios.clone(), slots, &plan.limits, inner).await;
+    let counters = Arc::new(live::Live::default());
+    let snapshot = {
+        let recorders = recorders.clone();
+        move || recorders.snapshot()
+    };
+    let display = live::Display::pick(progress);
+    let sampling =
+        live::Sampling::start(snapshot, counters.clone(), display, plan.total_duration());
+    let mut ended =
+        schedule::run_sessions(scenarios.clone(), slots, &plan.limits, inner, counters).await;
+    let timeseries = sampling.finish().await;
     forward.abort();
     judge.abort();
     ended.interrupted = *external.borrow() != Stop::Running;
@@ -178,6 +189,7 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         .map(|t| t.evaluate(&set, duration))
         .collect();
     report.aborted_by = aborted_by.get().cloned();
+    report.timeseries = timeseries;
     let queued = finish::connect_queue(&mut report, env.gate.stats(), &plan.limits);
     if let (true, Some(w)) = (progress, &queued) {
         eprintln!("warning: {w}");

@@ -18,6 +18,7 @@ use crate::plan::shape::{Shape, Stage, arrival_time, ramp_value};
 use crate::session::nested::run_sequence;
 use crate::session::{Deadline, Seed, SessionIdentity, lifecycle};
 use crate::util::random_below;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -54,6 +55,7 @@ struct Ctl {
     permits: Arc<Semaphore>,
     ends: mpsc::UnboundedSender<Ended>,
     grace: Duration,
+    live: Arc<super::live::Live>,
 }
 
 impl Ctl {
@@ -77,6 +79,7 @@ pub async fn run_sessions(
     permits: Arc<Semaphore>,
     limits: &Limits,
     mut options: super::RunOptions,
+    live: Arc<super::live::Live>,
 ) -> Sessions {
     let (halt_tx, halt) = watch::channel(Stop::Running);
     let (ends_tx, mut ends_rx) = mpsc::unbounded_channel();
@@ -85,6 +88,7 @@ pub async fn run_sessions(
         permits,
         ends: ends_tx,
         grace: limits.graceful_stop,
+        live,
     };
     let mut drivers = JoinSet::new();
     for sc in scenarios.into_iter().filter(|s| s.plan.sessions > 0) {
@@ -303,6 +307,8 @@ impl VirtualUser {
             self.http.take()
         };
         let started = Instant::now();
+        let live = &self.ctl.live;
+        live.active.fetch_add(1, Relaxed);
         let run = self.sc.run(identity, http);
         let (end, cut) = tokio::select! {
             (end, http) = run => {
@@ -313,6 +319,8 @@ impl VirtualUser {
             _ = self.ctl.reached(Stop::Now) => (SessionEnd::Interrupted, true),
         };
         drop(permit);
+        live.active.fetch_sub(1, Relaxed);
+        live.iterations.fetch_add(1, Relaxed);
         if !cut {
             self.sc.record_iteration(started, due);
         }
