@@ -10,6 +10,7 @@ mod faults;
 mod flow;
 mod handmade;
 mod hostile;
+mod html;
 mod http;
 mod isolation;
 mod loadtests;

@@ -247,6 +247,8 @@ pub struct OutputSection {
     pub csv: Option<PathBuf>,
     /// Thresholds, checks and sessions as JUnit XML test cases.
     pub junit: Option<PathBuf>,
+    /// A self-contained HTML report.
+    pub html: Option<PathBuf>,
     /// Scenario log lines below this level are not printed (`--log-level` overrides it).
     pub log_level: Option<super::LogLevel>,
 }
@@ -305,7 +307,7 @@ impl LoadTestFile {
             *ca = dir.join(&*ca);
         }
         let o = &mut file.output;
-        for out in [&mut o.json, &mut o.csv, &mut o.junit]
+        for out in [&mut o.json, &mut o.csv, &mut o.junit, &mut o.html]
             .into_iter()
             .flatten()
         {

@@ -56,6 +56,7 @@ pub enum Output {
     Json(PathBuf),
     Csv(PathBuf),
     Junit(PathBuf),
+    Html(PathBuf),
 }
 
 /// What a scenario runs.
@@ -156,10 +157,12 @@ pub enum ConfigError {
     #[error("--base-url `{url}` is not usable: {reason} (e.g. --base-url http://127.0.0.1:8080)")]
     BaseUrl { url: String, reason: String },
     #[error(
-        "--out `{0}` is not FORMAT=FILE with FORMAT json, csv or junit (e.g. --out json=report.json)"
+        "--out `{0}` is not FORMAT=FILE with FORMAT json, csv, junit or html (e.g. --out json=report.json)"
     )]
     OutArg(String),
-    #[error("--out {0}=… is not available in this version; use json=FILE, csv=FILE or junit=FILE")]
+    #[error(
+        "--out {0}=… is not available in this version; use json=FILE, csv=FILE, junit=FILE or html=FILE"
+    )]
     OutFormat(String),
     #[error("{what} must be at least 1")]
     Zero { what: &'static str },
@@ -223,6 +226,7 @@ impl RunPlan {
             outputs.extend(o.json.clone().map(Output::Json));
             outputs.extend(o.csv.clone().map(Output::Csv));
             outputs.extend(o.junit.clone().map(Output::Junit));
+            outputs.extend(o.html.clone().map(Output::Html));
         }
         let tls = crate::net::tls::client_config(
             file.tls.ca_file.as_deref(),
@@ -602,7 +606,8 @@ pub fn parse_outputs(raw: &[String]) -> Result<Vec<Output>, ConfigError> {
                 "json" => Ok(Output::Json(PathBuf::from(file))),
                 "csv" => Ok(Output::Csv(PathBuf::from(file))),
                 "junit" => Ok(Output::Junit(PathBuf::from(file))),
-                "html" | "influxdb" => Err(ConfigError::OutFormat(format.into())),
+                "html" => Ok(Output::Html(PathBuf::from(file))),
+                "influxdb" => Err(ConfigError::OutFormat(format.into())),
                 _ => Err(ConfigError::OutArg(o.clone())),
             }
         })
@@ -658,10 +663,15 @@ mod tests {
         a.base_url = Some("ftp://x".into());
         let e = RunPlan::from_args(&a).unwrap_err().to_string();
         assert!(e.contains("scheme must be http"), "{e}");
-        let e = parse_outputs(&["influxdb=x".into()]).unwrap_err().to_string();
-        assert!(e.contains("use json=FILE, csv=FILE or junit=FILE"), "{e}");
+        let e = parse_outputs(&["influxdb=x".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("use json=FILE, csv=FILE, junit=FILE or html=FILE"),
+            "{e}"
+        );
         let e = parse_outputs(&["yaml=x".into()]).unwrap_err().to_string();
-        assert!(e.contains("FORMAT json, csv or junit"), "{e}");
+        assert!(e.contains("FORMAT json, csv, junit or html"), "{e}");
         let e = RunPlan::from_args(&args("x.txt")).unwrap_err().to_string();
         assert!(e.contains("neither a .wasm component nor a .toml"), "{e}");
     }

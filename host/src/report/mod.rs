@@ -4,6 +4,7 @@
 
 mod compare;
 mod csv_export;
+mod html;
 mod junit;
 mod merge;
 mod redact;

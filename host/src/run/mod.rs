@@ -346,6 +346,7 @@ pub fn write_outputs(report: &Report, outputs: &[Output]) -> Result<(), report::
             Output::Json(path) => report.write_json(path)?,
             Output::Csv(path) => report.write_csv(path)?,
             Output::Junit(path) => report.write_junit(path)?,
+            Output::Html(path) => report.write_html(path)?,
         }
     }
     Ok(())
