@@ -12,6 +12,7 @@ mod handmade;
 mod hostile;
 mod html;
 mod http;
+mod influx;
 mod isolation;
 mod loadtests;
 mod merge;

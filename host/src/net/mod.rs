@@ -10,6 +10,7 @@ pub mod cookies;
 pub mod gate;
 pub mod headers;
 pub mod http;
+pub mod influx;
 pub mod policy;
 pub mod resolve;
 pub mod stream;

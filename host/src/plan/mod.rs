@@ -57,6 +57,8 @@ pub enum Output {
     Csv(PathBuf),
     Junit(PathBuf),
     Html(PathBuf),
+    /// Points streamed to InfluxDB 1.x during the run.
+    Influx(crate::net::influx::InfluxTarget),
 }
 
 /// What a scenario runs.
@@ -157,7 +159,7 @@ pub enum ConfigError {
     #[error("--base-url `{url}` is not usable: {reason} (e.g. --base-url http://127.0.0.1:8080)")]
     BaseUrl { url: String, reason: String },
     #[error(
-        "--out `{0}` is not FORMAT=FILE with FORMAT json, csv, junit or html (e.g. --out json=report.json)"
+        "--out `{0}` is not FORMAT=FILE with FORMAT json, csv, junit, html or influxdb (e.g. --out json=report.json)"
     )]
     OutArg(String),
     #[error(
@@ -195,6 +197,8 @@ pub enum ConfigError {
     Stages(#[from] shape::ShapeError),
     #[error(transparent)]
     Threshold(#[from] ThresholdError),
+    #[error("{0}")]
+    Influx(String),
     #[error("[tenant.{tenant}.limits]: {reason}")]
     TenantLimits { tenant: String, reason: String },
 }
@@ -607,7 +611,9 @@ pub fn parse_outputs(raw: &[String]) -> Result<Vec<Output>, ConfigError> {
                 "csv" => Ok(Output::Csv(PathBuf::from(file))),
                 "junit" => Ok(Output::Junit(PathBuf::from(file))),
                 "html" => Ok(Output::Html(PathBuf::from(file))),
-                "influxdb" => Err(ConfigError::OutFormat(format.into())),
+                "influxdb" => crate::net::influx::InfluxTarget::parse(file)
+                    .map(Output::Influx)
+                    .map_err(ConfigError::Influx),
                 _ => Err(ConfigError::OutArg(o.clone())),
             }
         })
@@ -666,12 +672,12 @@ mod tests {
         let e = parse_outputs(&["influxdb=x".into()])
             .unwrap_err()
             .to_string();
+        assert!(e.contains("--out influxdb=x"), "{e}");
+        let e = parse_outputs(&["yaml=x".into()]).unwrap_err().to_string();
         assert!(
-            e.contains("use json=FILE, csv=FILE, junit=FILE or html=FILE"),
+            e.contains("FORMAT json, csv, junit, html or influxdb"),
             "{e}"
         );
-        let e = parse_outputs(&["yaml=x".into()]).unwrap_err().to_string();
-        assert!(e.contains("FORMAT json, csv, junit or html"), "{e}");
         let e = RunPlan::from_args(&args("x.txt")).unwrap_err().to_string();
         assert!(e.contains("neither a .wasm component nor a .toml"), "{e}");
     }

@@ -6,6 +6,7 @@
 use crate::metrics::MetricSet;
 use crate::metrics::data::MetricData;
 use crate::metrics::timeseries::{Bucket, Sampler, TimeSeries};
+use crate::net::influx::InfluxTarget;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -59,10 +60,12 @@ impl Sampling {
         live: Arc<Live>,
         display: Display,
         total: Option<Duration>,
+        influx: Option<InfluxTarget>,
     ) -> Sampling {
         let (done, mut stop) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut sampler = Sampler::new();
+            let mut stream = Stream::new(influx);
             let mut view = View::new(display, total);
             let start = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -74,9 +77,12 @@ impl Sampling {
                 }
                 let (bucket, deltas) = sampler.second(snapshot(), live.active.load(Relaxed));
                 view.show(start.elapsed(), &live, &bucket, &deltas);
+                stream.send(&bucket, &deltas);
             }
-            sampler.second(snapshot(), live.active.load(Relaxed));
+            let (bucket, deltas) = sampler.second(snapshot(), live.active.load(Relaxed));
             view.clear();
+            stream.send(&bucket, &deltas);
+            stream.flush().await;
             sampler.finish()
         });
         Sampling { done, task }
@@ -86,6 +92,50 @@ impl Sampling {
     pub async fn finish(self) -> TimeSeries {
         let _ = self.done.send(());
         self.task.await.unwrap_or_default()
+    }
+}
+
+/// Each bucket's points on their way to InfluxDB (writes run concurrently, the run never waits
+/// for them; the end waits for the last ones); the first failure is printed once.
+struct Stream {
+    target: Option<InfluxTarget>,
+    writes: tokio::task::JoinSet<Result<(), String>>,
+    warned: bool,
+}
+
+impl Stream {
+    fn new(target: Option<InfluxTarget>) -> Stream {
+        Stream {
+            target,
+            writes: tokio::task::JoinSet::new(),
+            warned: false,
+        }
+    }
+
+    fn send(&mut self, bucket: &Bucket, deltas: &BTreeMap<String, MetricData>) {
+        let Some(target) = self.target.clone() else {
+            return;
+        };
+        let body = super::influx::lines(bucket, deltas);
+        self.writes.spawn(async move { target.write(body).await });
+        while let Some(done) = self.writes.try_join_next() {
+            self.warn(done);
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(done) = self.writes.join_next().await {
+            self.warn(done);
+        }
+    }
+
+    fn warn(&mut self, done: Result<Result<(), String>, tokio::task::JoinError>) {
+        if let Ok(Err(e)) = done
+            && !self.warned
+        {
+            self.warned = true;
+            eprintln!("warning: {e}; points are not being written");
+        }
     }
 }
 

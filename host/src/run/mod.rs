@@ -8,6 +8,7 @@
 //! then drops them: they are reported as `interrupted`, and every completed result is kept.
 
 mod finish;
+mod influx;
 mod live;
 mod load;
 mod schedule;
@@ -160,8 +161,17 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         move || recorders.snapshot()
     };
     let display = live::Display::pick(progress);
-    let sampling =
-        live::Sampling::start(snapshot, counters.clone(), display, plan.total_duration());
+    let influx = plan.outputs.iter().find_map(|o| match o {
+        Output::Influx(t) => Some(t.clone()),
+        _ => None,
+    });
+    let sampling = live::Sampling::start(
+        snapshot,
+        counters.clone(),
+        display,
+        plan.total_duration(),
+        influx,
+    );
     let mut ended =
         schedule::run_sessions(scenarios.clone(), slots, &plan.limits, inner, counters).await;
     let timeseries = sampling.finish().await;
@@ -347,6 +357,8 @@ pub fn write_outputs(report: &Report, outputs: &[Output]) -> Result<(), report::
             Output::Csv(path) => report.write_csv(path)?,
             Output::Junit(path) => report.write_junit(path)?,
             Output::Html(path) => report.write_html(path)?,
+            // Streamed while the run went.
+            Output::Influx(_) => {}
         }
     }
     Ok(())
