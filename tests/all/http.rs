@@ -68,6 +68,15 @@ async fn the_http_surface_behaves_as_documented() {
         "one sample per followed request"
     );
     assert_eq!(server.stats().requests_to("GET", "/redirect/0"), 2);
+    // Every hop the host followed is a request in the counts, as the server saw it (less the
+    // unfollowed GET /redirect/1, a request of its own).
+    let served: u64 = ["/redirect/3", "/redirect/2", "/redirect/1"]
+        .iter()
+        .map(|p| server.stats().requests_to("GET", p))
+        .sum();
+    let unfollowed = metric(&r, "http GET /redirect/1").count;
+    assert_eq!(unfollowed, 2);
+    assert_eq!(metric(&r, "http redirect hop").count, served - unfollowed);
     assert_eq!(
         metric(&r, "http GET /").errors_by_kind.get("invalid"),
         Some(&2)

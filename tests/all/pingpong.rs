@@ -28,6 +28,11 @@ async fn pingpong_100_sessions_run_concurrently_with_exact_counts() {
     assert_eq!(r.total_errors(), 0, "{}", r.summary_table());
     assert_eq!(ended(r, "completed"), 100);
     assert!(outcome.all_completed());
+    // WebSocket bytes are in the data counters: each session's handshake (~200 bytes out and
+    // in) and ten masked "ping" frames (10 bytes) out, ten "pong" frames (6 bytes) in.
+    let (sent, received) = (r.counters["bytes sent"], r.counters["bytes received"]);
+    assert!(sent >= 100 * (150 + 10 * 10), "{:?}", r.counters);
+    assert!(received >= 100 * (120 + 10 * 6), "{:?}", r.counters);
     server.shutdown().await;
 }
 

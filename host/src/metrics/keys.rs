@@ -20,6 +20,8 @@ pub const HTTP_PHASES: [&str; 4] = [
     "http phase tls",
     "http phase ttfb",
 ];
+/// Metric of each redirect hop the host followed (the chain's total is the request's key).
+pub const HTTP_REDIRECT: &str = "http redirect hop";
 /// Host counters of bytes on the wire.
 pub const BYTES_SENT: &str = "bytes sent";
 /// See [`BYTES_SENT`].

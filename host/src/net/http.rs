@@ -37,6 +37,9 @@ pub struct HttpClient {
     pub cookies: Cookies,
     /// Where buffered response bodies are charged.
     memory: HostMemory,
+    /// Durations (µs) of the redirect hops followed since [`HttpClient::take_hops`]: each is a
+    /// request the target served, counted as such.
+    hops: Vec<u32>,
 }
 
 impl HttpClient {
@@ -47,7 +50,13 @@ impl HttpClient {
             permits: Arc::new(Semaphore::new(connections.max(1) as usize)),
             cookies,
             memory,
+            hops: Vec::new(),
         }
+    }
+
+    /// The redirect hops followed since the last call.
+    pub fn take_hops(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.hops)
     }
 
     /// The same connections and jar, charging buffered bodies to `memory` (a virtual user's
@@ -91,16 +100,21 @@ impl HttpClient {
         mut url: url::Url,
     ) -> Result<Response, RequestError> {
         let started = Instant::now();
+        let (mut sent, mut received) = (0u32, 0u32);
         let mut hops_left = request
             .options
             .follow_redirects
             .unwrap_or(0)
             .min(net.max_redirects);
         loop {
+            let hop_start = Instant::now();
             let mut response = self.exchange(net, &request, &url).await?;
+            sent = sent.saturating_add(response.bytes_sent);
+            received = received.saturating_add(response.bytes_received);
             match redirect_location(&response) {
                 Some(loc) if hops_left > 0 => {
                     hops_left -= 1;
+                    self.hops.push(micros_since_u32(hop_start));
                     url = url.join(&loc).map_err(|e| {
                         RequestError::Protocol(format!(
                             "bad redirect `{}`: {e}",
@@ -117,6 +131,7 @@ impl HttpClient {
                 }
                 _ => {
                     response.timings.total_us = micros_since_u32(started);
+                    (response.bytes_sent, response.bytes_received) = (sent, received);
                     response.expected = is_expected(response.status, &request.options.expect);
                     return Ok(response);
                 }
@@ -254,6 +269,7 @@ impl HttpClient {
             permits: self.permits.clone(),
             cookies: self.cookies.clone(),
             memory: self.memory.clone(),
+            hops: Vec::new(),
         };
         if let Some((origin, list)) = self.idle.iter_mut().find(|(_, l)| !l.is_empty())
             && let Some(conn) = list.pop()
@@ -265,6 +281,7 @@ impl HttpClient {
 
     /// Takes back a lane's idle connections.
     fn absorb(&mut self, lane: HttpClient) {
+        self.hops.extend(lane.hops);
         for (origin, conns) in lane.idle {
             self.idle.entry(origin).or_default().extend(conns);
         }

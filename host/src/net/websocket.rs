@@ -48,6 +48,8 @@ pub struct WsConnection {
     reader: tokio::task::JoinHandle<()>,
     /// Set once the peer closed or the connection failed.
     done: Option<RequestError>,
+    /// Bytes on the wire, handshake included.
+    pub counters: Arc<super::stream::ByteCounters>,
 }
 
 impl Drop for WsConnection {
@@ -79,6 +81,7 @@ pub async fn connect(
     // connect that does not complete is `connect-timeout`; a server that accepted the
     // connection but never answers the upgrade is `timeout`, like an unanswered request.
     let (stream, _) = super::connect::connect(net, url, timeout).await?;
+    let counters = stream.counters();
     let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
     let (ws, response) = tokio::time::timeout(timeout, handshake)
         .await
@@ -101,6 +104,7 @@ pub async fn connect(
         inbound,
         reader,
         done: None,
+        counters,
     })
 }
 

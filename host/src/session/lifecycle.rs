@@ -110,6 +110,8 @@ fn new_store(
             sink: scenario.sink.clone(),
             mark: mark.clone(),
             deadline: seed.deadline,
+            wire: Vec::new(),
+            wire_closed: (0, 0),
         },
         session: SessionCtx {
             scenario: scenario.clone(),

@@ -85,6 +85,24 @@ pub struct WsCtx {
     pub sink: Sink,
     pub mark: CpuMark,
     pub deadline: Deadline,
+    /// Byte counters of the session's open WebSockets; with `wire_closed` (bytes of those it
+    /// closed), added to the run's data counters when the session ends.
+    pub wire: Vec<Arc<crate::net::stream::ByteCounters>>,
+    pub wire_closed: (u64, u64),
+}
+
+impl Drop for WsCtx {
+    fn drop(&mut self) {
+        let (mut sent, mut received) = self.wire_closed;
+        for c in &self.wire {
+            let (s, r) = c.read();
+            sent += s;
+            received += r;
+        }
+        let recorder = self.sink.recorder();
+        recorder.add(crate::metrics::keys::BYTES_SENT, sent);
+        recorder.add(crate::metrics::keys::BYTES_RECEIVED, received);
+    }
 }
 
 impl SessionState {

@@ -46,6 +46,17 @@ impl HttpCtx {
     }
 }
 
+impl HttpCtx {
+    /// Each redirect hop followed is a request of its own under `http redirect hop`; the
+    /// request's key keeps the whole chain's time.
+    fn record_hops(&mut self) {
+        let key = MetricKey::fixed(crate::metrics::keys::HTTP_REDIRECT);
+        for micros in self.client.take_hops() {
+            self.sink.duration(&key, u64::from(micros));
+        }
+    }
+}
+
 impl http::Host for HttpCtx {
     async fn send(&mut self, request: Request) -> Wt<Result<Response, RequestError>> {
         let p = self.prepare(request);
@@ -57,6 +68,7 @@ impl http::Host for HttpCtx {
         };
         self.mark.host_returned();
         flight.http(&r);
+        self.record_hops();
         Ok(r)
     }
 
@@ -101,6 +113,7 @@ impl http::Host for HttpCtx {
         for (flight, r) in flights.into_iter().zip(&out) {
             flight.http(r);
         }
+        self.record_hops();
         Ok(out)
     }
 }

@@ -82,6 +82,7 @@ impl websocket::HostConnection for WsCtx {
         match r {
             Ok(conn) => {
                 self.open += 1;
+                self.wire.push(conn.counters.clone());
                 let host = self.table.push(conn)?;
                 Ok(Ok(Resource::new_own(host.rep())))
             }
@@ -151,7 +152,12 @@ impl websocket::HostConnection for WsCtx {
 
     async fn drop(&mut self, handle: Resource<Connection>) -> Wt<()> {
         let host: Resource<WsConnection> = Resource::new_own(handle.rep());
-        self.table.delete(host)?;
+        let conn = self.table.delete(host)?;
+        let (sent, received) = conn.counters.read();
+        self.wire_closed.0 += sent;
+        self.wire_closed.1 += received;
+        self.wire
+            .retain(|c| !std::sync::Arc::ptr_eq(c, &conn.counters));
         self.open = self.open.saturating_sub(1);
         Ok(())
     }
