@@ -184,3 +184,55 @@ async fn references_to_missing_scenarios_are_refused() {
     let e = RunPlan::from_args(&args).unwrap_err().to_string();
     assert!(e.contains("names scenario `nope`"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_counted_by_kind_and_scenario_and_cut_start_delays_never_started() {
+    let plan = plan_file(
+        "kinds",
+        r#"
+        [limits]
+        max_duration = "1s"
+        graceful_stop = "0s"
+
+        [[scenario]]
+        name = "parent"
+        component = "EVIL"
+        sessions = 2
+        config = { evil = { mode = "children", n = 3 } }
+
+        [[scenario]]
+        name = "nester"
+        component = "EVIL"
+        sessions = 1
+        config = { evil = { mode = "nest" } }
+
+        [[scenario]]
+        name = "stepper"
+        component = "EVIL"
+        sessions = 0
+
+        [[scenario]]
+        name = "late"
+        component = "EVIL"
+        sessions = 4
+        start_delay = "30s"
+        "#,
+    );
+    let r = run(&plan).await.report;
+    let table = r.summary_table();
+    let s = &r.sessions;
+    assert_eq!(s.not_started, 4, "{table}");
+    assert_eq!(s.started, 3, "{table}");
+    assert_eq!(ended(&r, "completed"), 3, "{table}");
+    assert_eq!(r.counters.get("child sessions"), Some(&6), "{table}");
+    assert_eq!(r.counters.get("nested sessions"), Some(&1), "{table}");
+    assert!(
+        table.contains("sessions: 3 started, 3 completed; 4 not started (and 6 child sessions, 1 nested sessions)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("  scenario parent: 2 completed\n"),
+        "{table}"
+    );
+    assert_eq!(s.by_scenario.get("late"), None, "{table}");
+}

@@ -22,6 +22,11 @@ pub const HTTP_PHASES: [&str; 4] = [
 ];
 /// Metric of each redirect hop the host followed (the chain's total is the request's key).
 pub const HTTP_REDIRECT: &str = "http redirect hop";
+/// Host counters of async children (spawns and spread members) and nested scenario runs
+/// started: sessions of their own kind beside the top-level ones.
+pub const CHILD_SESSIONS: &str = "child sessions";
+/// See [`CHILD_SESSIONS`].
+pub const NESTED_SESSIONS: &str = "nested sessions";
 /// Host counters of bytes on the wire.
 pub const BYTES_SENT: &str = "bytes sent";
 /// See [`BYTES_SENT`].

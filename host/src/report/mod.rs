@@ -118,6 +118,13 @@ pub struct SessionSummary {
     /// only the implicit tenant.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub by_tenant: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Session ends per scenario (scenario -> end kind -> count), when the run has several.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_scenario: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Sessions due that never started: still in their start delay (or waiting for a slot)
+    /// when the run or their shape ended. Not in `started`.
+    #[serde(default)]
+    pub not_started: u64,
 }
 
 impl SessionSummary {
@@ -153,12 +160,18 @@ impl SessionSummary {
         for (kind, n) in &other.ended {
             add_count(&mut self.ended, kind, *n);
         }
-        for (tenant, kinds) in &other.by_tenant {
-            let mine = self.by_tenant.entry(tenant.clone()).or_default();
-            for (kind, n) in kinds {
-                add_count(mine, kind, *n);
+        for (mine, theirs) in [
+            (&mut self.by_tenant, &other.by_tenant),
+            (&mut self.by_scenario, &other.by_scenario),
+        ] {
+            for (name, kinds) in theirs {
+                let into = mine.entry(name.clone()).or_default();
+                for (kind, n) in kinds {
+                    add_count(into, kind, *n);
+                }
             }
         }
+        self.not_started = self.not_started.saturating_add(other.not_started);
         for (mine, theirs) in [
             (&mut self.failures, &other.failures),
             (&mut self.aborted, &other.aborted),

@@ -3,6 +3,7 @@
 
 use super::{ABORTED, COMPLETED, MetricStats, Report};
 use crate::metrics::MAX_METRIC_KEYS;
+use crate::metrics::keys::{CHILD_SESSIONS, NESTED_SESSIONS};
 use std::fmt::Write as _;
 
 /// Failure examples shown by [`Report::summary_table`]; the JSON has the rest.
@@ -18,11 +19,15 @@ impl Report {
         for (tenant, kinds) in &self.sessions.by_tenant {
             let _ = writeln!(out, "  tenant {tenant}: {}", ends_list(kinds));
         }
+        for (scenario, kinds) in &self.sessions.by_scenario {
+            let _ = writeln!(out, "  scenario {scenario}: {}", ends_list(kinds));
+        }
         out.push_str(&self.errors_line());
         if !self.counters.is_empty() {
             let data: Vec<String> = self
                 .counters
                 .iter()
+                .filter(|(name, _)| ![CHILD_SESSIONS, NESTED_SESSIONS].contains(&name.as_str()))
                 .map(|(name, n)| format!("{n} {name}"))
                 .collect();
             let _ = writeln!(out, "data: {}", data.join(", "));
@@ -93,6 +98,16 @@ impl Report {
             .fold(0u64, |t, n| t.saturating_add(*n));
         if sessions.started > ended {
             let _ = write!(line, ", {} unfinished", sessions.started - ended);
+        }
+        if sessions.not_started > 0 {
+            let _ = write!(line, "; {} not started", sessions.not_started);
+        }
+        let kinds: Vec<String> = [CHILD_SESSIONS, NESTED_SESSIONS]
+            .iter()
+            .filter_map(|k| self.counters.get(*k).map(|n| format!("{n} {k}")))
+            .collect();
+        if !kinds.is_empty() {
+            let _ = write!(line, " (and {})", kinds.join(", "));
         }
         line
     }

@@ -32,6 +32,11 @@ pub fn report(
         if let Some(tenant) = tenant_of(plan, &e.scenario) {
             sessions.record_tenant_end(tenant, e.end.kind());
         }
+        if plan.scenarios.iter().filter(|s| s.sessions > 0).count() > 1 {
+            let kinds = sessions.by_scenario.entry(e.scenario.clone()).or_default();
+            let n = kinds.entry(e.end.kind().to_owned()).or_default();
+            *n = n.saturating_add(1);
+        }
     }
     let components = plan
         .scenarios

@@ -185,6 +185,7 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
     let duration = start.elapsed().as_secs_f64();
     drop(ticker);
     let set = recorders.snapshot();
+    let not_started = ended.not_started;
     let mut report = finish::report(
         plan,
         &preflights,
@@ -200,6 +201,7 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         .collect();
     report.aborted_by = aborted_by.get().cloned();
     report.timeseries = timeseries;
+    report.sessions.not_started = not_started;
     let queued = finish::connect_queue(&mut report, env.gate.stats(), &plan.limits);
     if let (true, Some(w)) = (progress, &queued) {
         eprintln!("warning: {w}");

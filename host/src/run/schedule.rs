@@ -45,6 +45,8 @@ pub struct Sessions {
     /// Sessions interrupted at a planned end (a shape's duration or ramp-down, or
     /// `max_duration` + graceful stop): counted `interrupted`, but not failures.
     pub cut_by_plan: u64,
+    /// Sessions whose start delay was still running when they were cut: never started.
+    pub not_started: u64,
 }
 
 /// What every driver of the run shares.
@@ -56,6 +58,7 @@ struct Ctl {
     ends: mpsc::UnboundedSender<Ended>,
     grace: Duration,
     live: Arc<super::live::Live>,
+    not_started: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Ctl {
@@ -89,7 +92,9 @@ pub async fn run_sessions(
         ends: ends_tx,
         grace: limits.graceful_stop,
         live,
+        not_started: Arc::default(),
     };
+    let not_started = ctl.not_started.clone();
     let mut drivers = JoinSet::new();
     for sc in scenarios.into_iter().filter(|s| s.plan.sessions > 0) {
         drivers.spawn(drive(sc, ctl.clone()));
@@ -131,6 +136,7 @@ pub async fn run_sessions(
         sessions: ends,
         interrupted,
         cut_by_plan: if interrupted { 0 } else { cut },
+        not_started: not_started.load(Relaxed),
     }
 }
 
@@ -290,6 +296,20 @@ impl VirtualUser {
             _ = self.ctl.reached(Stop::Graceful) => return false,
         };
         let Ok(permit) = permit else { return false };
+        let planned_end = std::pin::pin!(planned_end);
+        let mut planned_end = planned_end;
+        if self.iteration == 0 {
+            // A session cut while it waits out its start delay never started.
+            let waited = tokio::select! {
+                _ = start_delay(&self.sc.plan) => true,
+                _ = &mut planned_end => false,
+                _ = self.ctl.reached(Stop::Now) => false,
+            };
+            if !waited {
+                self.ctl.not_started.fetch_add(1, Relaxed);
+                return false;
+            }
+        }
         let id = if self.iteration == 0 {
             format!("{}-{}", self.sc.plan.name, self.vu)
         } else {
@@ -315,7 +335,7 @@ impl VirtualUser {
                 self.http = http;
                 (end, false)
             }
-            _ = planned_end => (SessionEnd::Interrupted, true),
+            _ = &mut planned_end => (SessionEnd::Interrupted, true),
             _ = self.ctl.reached(Stop::Now) => (SessionEnd::Interrupted, true),
         };
         drop(permit);
@@ -394,17 +414,13 @@ impl Arrival {
 }
 
 impl Loaded {
-    /// One session of this scenario (after its start delay on a user's first iteration);
-    /// returns its end and its HTTP connections for the user's next iteration.
+    /// One session of this scenario; returns its end and its HTTP connections for the user's next iteration.
     async fn run(
         &self,
         identity: SessionIdentity,
         http: Option<HttpClient>,
     ) -> (SessionEnd, Option<HttpClient>) {
         let plan = &self.plan;
-        if identity.iteration == 0 {
-            start_delay(plan).await;
-        }
         let deadline = Deadline::after(self.timeout);
         let config = plan.config.clone();
         match &self.runs {

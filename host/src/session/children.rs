@@ -259,6 +259,10 @@ async fn run_child(
 ) -> ChildResult {
     let (scenario, seed) = seed.seed(id, family);
     let start = Instant::now();
+    scenario
+        .sink
+        .recorder()
+        .add(crate::metrics::keys::CHILD_SESSIONS, 1);
     let result = lifecycle::invoke(&scenario, seed, &function, args).await;
     match &result {
         Ok(_) => scenario.sink.duration(metric, micros_since(start)),

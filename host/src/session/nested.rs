@@ -36,6 +36,8 @@ pub fn nested_config(target: &ScenarioRt, caller: Option<&Value>, given: Value) 
 async fn run_nested(target: &Arc<ScenarioRt>, seed: Seed) -> Result<Value, SessionEnd> {
     let start = Instant::now();
     let metric = MetricKey::nested(&target.name);
+    let recorder = target.sink.recorder();
+    recorder.add(crate::metrics::keys::NESTED_SESSIONS, 1);
     let finished = lifecycle::run(target, seed).await;
     if !finished.end.is_completed() {
         target.sink.error(&metric, finished.end.kind());
