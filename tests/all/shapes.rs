@@ -238,3 +238,41 @@ fn the_quick_flags_make_a_rate_for_a_duration() {
     let e = RunPlan::from_args(&args).unwrap_err().to_string();
     assert!(e.contains("--stages `10s` is not DURATION:TARGET"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_with_their_own_shapes_run_side_by_side_with_start_offsets() {
+    let (early_addr, early, _) = recording_server(Duration::ZERO).await;
+    let (late_addr, late, _) = recording_server(Duration::ZERO).await;
+    let toml = format!(
+        r#"
+        [[scenario]]
+        name = "early"
+        component = "EVIL"
+        rate = 10
+        duration = "2s"
+        config = {{ base_url = "http://{early_addr}", evil = {{ mode = "get", path = "/e" }} }}
+
+        [[scenario]]
+        name = "late"
+        component = "EVIL"
+        vus = 2
+        iterations = 3
+        start_time = "1s"
+        config = {{ base_url = "http://{late_addr}", evil = {{ mode = "get", path = "/l" }} }}
+        "#
+    );
+    let started = Instant::now();
+    let r = run(&crate::loadtests::plan_file("side-by-side", &toml))
+        .await
+        .report;
+    assert_eq!(ended(&r, "completed"), 20 + 6, "{}", r.summary_table());
+    let first = |seen: &Seen| seen.arrivals.lock().unwrap()[0].0.duration_since(started);
+    assert!(
+        first(&early) < Duration::from_millis(500),
+        "{:?}",
+        first(&early)
+    );
+    assert!(first(&late) >= Duration::from_secs(1), "{:?}", first(&late));
+    assert_eq!(late.arrivals.lock().unwrap().len(), 6);
+    assert_eq!(r.sessions.by_scenario["late"]["completed"], 6);
+}
