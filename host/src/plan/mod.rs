@@ -7,6 +7,7 @@
 //! Everything the run needs is resolved here ONCE (TLS client config, data sets, base URLs,
 //! limits, log level); later layers never re-parse the file or the arguments.
 
+mod args;
 pub mod data;
 pub mod file;
 pub mod limits;
@@ -16,6 +17,8 @@ use crate::cli::RunArgs;
 use crate::metrics::threshold::{Threshold, ThresholdError};
 use crate::net::allowlist::{Allowlist, Entry, EntryError, Source};
 use crate::util::jsonpath;
+pub use args::parse_outputs;
+use args::{cli_overlay, cli_shape, thresholds, with_cli_limits};
 use data::{DataError, Dataset};
 use file::{Hook, LoadTestError, LoadTestFile, ScenarioEntry};
 use limits::Limits;
@@ -411,18 +414,6 @@ fn short_form(path: &Path) -> LoadTestFile {
     }
 }
 
-/// `[limits]` with the command line's overrides.
-fn with_cli_limits(mut limits: Limits, args: &RunArgs) -> Result<Limits, ConfigError> {
-    if let Some(m) = args.max_concurrent {
-        limits.max_concurrent = m;
-    }
-    if let Some(t) = &args.session_timeout {
-        limits.session_timeout =
-            humantime::parse_duration(t).map_err(|_| ConfigError::Duration(t.clone()))?;
-    }
-    Ok(limits)
-}
-
 /// Each declared tenant's limits: its `[tenant.NAME.limits]` keys over `[limits]`, then the
 /// command line's overrides.
 fn tenant_limits(
@@ -494,96 +485,6 @@ fn scenario_plan(
     })
 }
 
-/// `[thresholds]` of the file, then `--threshold` rules.
-fn thresholds(
-    section: &BTreeMap<String, file::ThresholdRules>,
-    args: &[String],
-) -> Result<Vec<Threshold>, ThresholdError> {
-    let mut out = Vec::new();
-    for (subject, rules) in section {
-        for rule in rules.rules() {
-            out.push(match rule {
-                file::ThresholdRule::Expr(e) => Threshold::parse(subject, e)?,
-                file::ThresholdRule::Full {
-                    threshold,
-                    abort_on_fail,
-                    delay_abort_eval,
-                } => Threshold::parse(subject, threshold)?
-                    .aborting(*abort_on_fail, delay_abort_eval.unwrap_or_default()),
-            });
-        }
-    }
-    for arg in args {
-        out.push(Threshold::parse_arg(arg)?);
-    }
-    Ok(out)
-}
-
-/// The shape flags of the command line (`--sessions`, `--vus`, `--rate`, ...).
-fn cli_shape(args: &RunArgs) -> Result<ShapeSpec, ConfigError> {
-    let duration = match &args.duration {
-        Some(d) => {
-            Some(humantime::parse_duration(d).map_err(|_| ConfigError::ShapeDuration(d.clone()))?)
-        }
-        None => None,
-    };
-    let stages = match &args.stages {
-        Some(s) => Some(shape::parse_stages(s)?),
-        None => None,
-    };
-    Ok(ShapeSpec {
-        sessions: args.sessions,
-        vus: args.vus,
-        iterations: args.iterations,
-        duration,
-        stages,
-        rate: args.rate,
-        max_vus: args.max_vus,
-        ..ShapeSpec::default()
-    })
-}
-
-/// The config set on the command line, applied over every scenario's config.
-fn cli_overlay(args: &RunArgs) -> Result<Value, ConfigError> {
-    let mut overlay = Value::Object(serde_json::Map::new());
-    if let Some(path) = &args.config_file {
-        jsonpath::deep_merge(&mut overlay, read_config_file(path)?);
-    }
-    if let Some(url) = &args.base_url {
-        validate_base_url(url)?;
-        jsonpath::deep_merge(&mut overlay, serde_json::json!({ "base_url": url }));
-    }
-    for raw in &args.config {
-        let (path, value) = raw
-            .split_once('=')
-            .filter(|(p, _)| !p.is_empty())
-            .ok_or_else(|| ConfigError::ConfigArg(raw.clone()))?;
-        jsonpath::set(
-            &mut overlay,
-            &jsonpath::parse(path),
-            jsonpath::parse_cli_value(value),
-        )
-        .map_err(|e| ConfigError::ConfigPath {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
-    }
-    Ok(overlay)
-}
-
-fn read_config_file(path: &Path) -> Result<Value, ConfigError> {
-    let err = |reason: String| ConfigError::ConfigFile {
-        path: path.display().to_string(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    if path.extension().and_then(|e| e.to_str()) == Some("toml") {
-        let table: toml::Table = toml::from_str(&text).map_err(|e| err(e.message().into()))?;
-        return Ok(toml_to_json(table));
-    }
-    serde_json::from_str(&text).map_err(|e| err(e.to_string()))
-}
-
 /// Checks that a base URL is absolute with a scheme we speak.
 pub fn validate_base_url(raw: &str) -> Result<url::Url, ConfigError> {
     let err = |reason: &str| ConfigError::BaseUrl {
@@ -596,28 +497,6 @@ pub fn validate_base_url(raw: &str) -> Result<url::Url, ConfigError> {
         "http" | "https" | "ws" | "wss" => Err(err("it has no host")),
         _ => Err(err("the scheme must be http, https, ws or wss")),
     }
-}
-
-/// Parses `--out FORMAT=FILE` values.
-pub fn parse_outputs(raw: &[String]) -> Result<Vec<Output>, ConfigError> {
-    raw.iter()
-        .map(|o| {
-            let (format, file) = o
-                .split_once('=')
-                .filter(|(_, f)| !f.is_empty())
-                .ok_or_else(|| ConfigError::OutArg(o.clone()))?;
-            match format {
-                "json" => Ok(Output::Json(PathBuf::from(file))),
-                "csv" => Ok(Output::Csv(PathBuf::from(file))),
-                "junit" => Ok(Output::Junit(PathBuf::from(file))),
-                "html" => Ok(Output::Html(PathBuf::from(file))),
-                "influxdb" => crate::net::influx::InfluxTarget::parse(file)
-                    .map(Output::Influx)
-                    .map_err(ConfigError::Influx),
-                _ => Err(ConfigError::OutArg(o.clone())),
-            }
-        })
-        .collect()
 }
 
 /// Where compiled components are cached: `$CHAPERON_CACHE_DIR`, else `~/.cache/chaperon`.
