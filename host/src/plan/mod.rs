@@ -331,6 +331,15 @@ impl RunPlan {
             .try_fold(std::time::Duration::ZERO, |max, d| d.map(|d| max.max(d)))
     }
 
+    /// "stage 2/3" of the first scenario with stages, `elapsed` after the test's start.
+    pub fn stage_at(&self, elapsed: std::time::Duration) -> Option<String> {
+        self.scenarios.iter().find_map(|s| {
+            let since = elapsed.checked_sub(s.start_time)?;
+            let (i, n) = s.shape.stage_at(since)?;
+            Some(format!("stage {i}/{n}"))
+        })
+    }
+
     /// Total sessions over all scenarios.
     pub fn total_sessions(&self) -> u64 {
         self.scenarios.iter().map(|s| u64::from(s.sessions)).sum()

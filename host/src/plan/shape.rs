@@ -220,6 +220,22 @@ impl Shape {
         }
     }
 
+    /// Which of its stages runs `elapsed` after the shape's start: (1-based index, count);
+    /// None for shapes without stages or past the last.
+    pub fn stage_at(&self, elapsed: Duration) -> Option<(usize, usize)> {
+        let (Shape::RampingVus { stages, .. } | Shape::Arrival { stages, .. }) = self else {
+            return None;
+        };
+        let mut end = Duration::ZERO;
+        for (i, s) in stages.iter().enumerate() {
+            end += s.duration;
+            if elapsed < end {
+                return Some((i + 1, stages.len()));
+            }
+        }
+        None
+    }
+
     /// One line for the summary: "10 VUs x 5 iterations", "20/s for 30s", ...
     pub fn describe(&self) -> String {
         match self {
@@ -354,6 +370,13 @@ mod tests {
         assert_eq!(arrival_time(0.0, &stages, 50), None);
         assert!((ramp_value(0.0, &stages, secs(5)) - 5.0).abs() < 1e-9);
         assert!((ramp_value(0.0, &stages, secs(20)) - 10.0).abs() < 1e-9);
+        let ramp = Shape::RampingVus {
+            start_vus: 0,
+            stages: parse_stages("10s:5,20s:5,10s:0").unwrap(),
+        };
+        assert_eq!(ramp.stage_at(secs(5)), Some((1, 3)));
+        assert_eq!(ramp.stage_at(secs(35)), Some((3, 3)));
+        assert_eq!(ramp.stage_at(secs(40)), None);
     }
 
     #[test]

@@ -47,6 +47,15 @@ impl Display {
     }
 }
 
+/// What the display shows of the plan.
+pub struct Plan {
+    pub display: Display,
+    /// The planned length, when known.
+    pub total: Option<Duration>,
+    /// The stage running at a time since the start ("stage 2/3"), when shapes have stages.
+    pub stage: Box<dyn Fn(Duration) -> Option<String> + Send>,
+}
+
 /// The running sampler: [`Sampling::finish`] stops it and returns the series.
 pub struct Sampling {
     done: oneshot::Sender<()>,
@@ -58,15 +67,14 @@ impl Sampling {
     pub fn start(
         snapshot: impl Fn() -> MetricSet + Send + 'static,
         live: Arc<Live>,
-        display: Display,
-        total: Option<Duration>,
+        plan: Plan,
         influx: Option<InfluxTarget>,
     ) -> Sampling {
         let (done, mut stop) = oneshot::channel();
         let task = tokio::spawn(async move {
             let mut sampler = Sampler::new();
             let mut stream = Stream::new(influx);
-            let mut view = View::new(display, total);
+            let mut view = View::new(plan);
             let start = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
@@ -143,13 +151,19 @@ impl Stream {
 struct View {
     display: Display,
     total: Option<Duration>,
+    stage: Box<dyn Fn(Duration) -> Option<String> + Send>,
     bar: Option<indicatif::ProgressBar>,
     dropped: u64,
     errors: u64,
 }
 
 impl View {
-    fn new(display: Display, total: Option<Duration>) -> View {
+    fn new(plan: Plan) -> View {
+        let Plan {
+            display,
+            total,
+            stage,
+        } = plan;
         let bar = (display == Display::Bar).then(|| {
             let bar = match total {
                 Some(t) => indicatif::ProgressBar::new(t.as_secs().max(1)),
@@ -167,6 +181,7 @@ impl View {
         View {
             display,
             total,
+            stage,
             bar,
             dropped: 0,
             errors: 0,
@@ -182,8 +197,11 @@ impl View {
     ) {
         self.dropped += bucket.dropped;
         self.errors += bucket.errors;
+        let stage = (self.stage)(elapsed)
+            .map(|s| format!("{s}, "))
+            .unwrap_or_default();
         let line = format!(
-            "{} active, {} iterations, {} req/s, {} errors, p95 {}, {} dropped",
+            "{stage}{} active, {} iterations, {} req/s, {} errors, p95 {}, {} dropped",
             bucket.active,
             live.iterations.load(Relaxed),
             bucket.requests,

@@ -165,11 +165,15 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
         Output::Influx(t) => Some(t.clone()),
         _ => None,
     });
+    let shapes = plan.clone();
     let sampling = live::Sampling::start(
         snapshot,
         counters.clone(),
-        display,
-        plan.total_duration(),
+        live::Plan {
+            display,
+            total: plan.total_duration(),
+            stage: Box::new(move |elapsed| shapes.stage_at(elapsed)),
+        },
         influx,
     );
     let mut ended =
