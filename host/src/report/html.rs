@@ -5,7 +5,7 @@
 //! well-formed XML, so tests read it with an XML parser; every chart carries `data-points`
 //! (its points per series) and every metric row `data-p99` (µs) for them.
 
-use super::summary::format_micros;
+use super::summary::{format_micros, metric_row, observed_text};
 use super::{Report, ReportError};
 use crate::metrics::timeseries::{Bucket, Point, is_request};
 use quick_xml::escape::escape;
@@ -90,11 +90,7 @@ impl Report {
         if !self.thresholds.is_empty() {
             out.push_str("<section id=\"thresholds\"><h2>Thresholds</h2><ul>");
             for v in &self.thresholds {
-                let observed = match v.observed {
-                    Some(x) if v.latency => format_micros(x),
-                    Some(x) => format!("{}", (x * 10_000.0).round() / 10_000.0),
-                    None => "no data".into(),
-                };
+                let observed = observed_text(v);
                 let (class, mark) = if v.passed {
                     ("pass", "✓")
                 } else {
@@ -143,33 +139,16 @@ impl Report {
              <th>p99</th><th>p99.9</th><th>max</th><th>rate</th></tr>",
         );
         for (key, m) in &self.metrics {
-            let t = |v: f64| {
-                if m.count == 0 {
-                    "-".to_owned()
-                } else {
-                    format_micros(v)
-                }
-            };
             let _ = write!(
                 out,
-                "<tr data-metric=\"{}\" data-p99=\"{}\"><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{:.1}/s</td></tr>",
+                "<tr data-metric=\"{}\" data-p99=\"{}\">",
                 escape(key.as_str()),
-                m.p99,
-                escape(key.as_str()),
-                m.count,
-                m.errors,
-                t(m.min as f64),
-                t(m.mean),
-                t(m.p50 as f64),
-                t(m.p90 as f64),
-                t(m.p95 as f64),
-                t(m.p99 as f64),
-                t(m.p999 as f64),
-                t(m.max as f64),
-                m.rate
+                m.p99
             );
+            for cell in metric_row(key, m) {
+                let _ = write!(out, "<td>{}</td>", escape(cell.as_str()));
+            }
+            out.push_str("</tr>");
         }
         out.push_str("</table></section>\n");
     }

@@ -162,11 +162,7 @@ impl Report {
         let mut out = String::new();
         for v in &self.thresholds {
             let mark = if v.passed { '✓' } else { '✗' };
-            let observed = match v.observed {
-                Some(x) if v.latency => format_micros(x),
-                Some(x) => format!("{}", (x * 10_000.0).round() / 10_000.0),
-                None => "no data".to_owned(),
-            };
+            let observed = observed_text(v);
             let _ = writeln!(
                 out,
                 "  {mark} {}: {} (observed {observed})",
@@ -212,7 +208,7 @@ fn examples(title: &str, list: &[super::SessionFailure], total: u64) -> String {
 }
 
 /// Summary cells of one metric; latencies are "-" when only errors were recorded.
-fn metric_row(name: &str, stats: &MetricStats) -> Vec<String> {
+pub(super) fn metric_row(name: &str, stats: &MetricStats) -> Vec<String> {
     let latency = |micros: f64| {
         if stats.count == 0 {
             "-".to_owned()
@@ -234,6 +230,16 @@ fn metric_row(name: &str, stats: &MetricStats) -> Vec<String> {
         latency(stats.max as f64),
         format!("{:.1}/s", stats.rate),
     ]
+}
+
+/// A threshold's observed value: a latency with its unit, else the number (4 decimals), or
+/// "no data".
+pub(super) fn observed_text(v: &crate::metrics::threshold::Verdict) -> String {
+    match v.observed {
+        Some(x) if v.latency => format_micros(x),
+        Some(x) => format!("{}", (x * 10_000.0).round() / 10_000.0),
+        None => "no data".to_owned(),
+    }
 }
 
 /// "99.5%", with more digits only where they matter ("99.95%"), "100%" when none failed.

@@ -93,6 +93,9 @@ pub struct WsCtx {
 
 impl Drop for WsCtx {
     fn drop(&mut self) {
+        if self.wire.is_empty() && self.wire_closed == (0, 0) {
+            return;
+        }
         let (mut sent, mut received) = self.wire_closed;
         for c in &self.wire {
             let (s, r) = c.read();
