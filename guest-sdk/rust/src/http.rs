@@ -6,7 +6,9 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::wit::chaperon::scenario::http as host;
-use crate::wit::chaperon::scenario::http::{Body, Method, RequestOptions, Response, StatusRange};
+use crate::wit::chaperon::scenario::http::{
+    Body, Method, RequestOptions, Response, ResponseParts, StatusRange,
+};
 
 /// An HTTP request, built step by step and sent with [`Session::send`] or [`Session::batch`].
 ///
@@ -27,6 +29,9 @@ use crate::wit::chaperon::scenario::http::{Body, Method, RequestOptions, Respons
 #[derive(Clone, Debug)]
 pub struct Request {
     inner: host::Request,
+    /// The response parts handed back (all unless [`Request::discard_body`] or
+    /// [`Request::status_only`]).
+    keep: ResponseParts,
     /// A builder step that failed (e.g. a value that does not serialize to JSON); reported
     /// when the request is sent.
     error: Option<Error>,
@@ -50,6 +55,7 @@ impl Request {
                     basic_auth: None,
                 },
             },
+            keep: ResponseParts::all(),
             error: None,
         }
     }
@@ -167,6 +173,21 @@ impl Request {
         self
     }
 
+    /// Drops the response body unread by the scenario (`Response::body` is empty; the host
+    /// still reads it and counts its bytes), like k6's `responseType: "none"`: the request
+    /// costs no copy of the body. Headers are kept.
+    pub fn discard_body(mut self) -> Self {
+        self.keep.remove(ResponseParts::BODY);
+        self
+    }
+
+    /// Hands back only the status, timings and byte counts (no headers, no body): the cheapest
+    /// request, for loops that check only [`Response::ok`] or the status.
+    pub fn status_only(mut self) -> Self {
+        self.keep = ResponseParts::empty();
+        self
+    }
+
     pub(crate) fn into_host(self) -> Result<host::Request> {
         match self.error {
             Some(e) => Err(e),
@@ -248,7 +269,13 @@ impl Session {
     /// Sends a request and reads the whole response. An unexpected status is still `Ok`
     /// (see [`Response::ok`]); only network failures are errors.
     pub fn send(&mut self, request: Request) -> Result<Response> {
-        Ok(host::send(&request.into_host()?)?)
+        let keep = request.keep;
+        let request = request.into_host()?;
+        if keep == ResponseParts::all() {
+            Ok(host::send(&request)?)
+        } else {
+            Ok(host::send_keeping(&request, keep)?)
+        }
     }
 
     /// Sends requests in parallel (bounded by the session's connection cap); the results are

@@ -32,53 +32,51 @@ pub const BYTES_SENT: &str = "bytes sent";
 /// See [`BYTES_SENT`].
 pub const BYTES_RECEIVED: &str = "bytes received";
 
-/// A metric key that went through the naming rule.
+/// A metric key that went through the naming rule; cheap to clone (a session keeps the keys
+/// it uses again).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct MetricKey(String);
+pub struct MetricKey(std::sync::Arc<str>);
 
 impl MetricKey {
     /// `http {METHOD} {name}` (the name: the request's metric-name or its path).
     pub fn http(method: &str, name: &str) -> MetricKey {
-        MetricKey(format!("http {method} {}", clean(name)))
+        MetricKey(format!("http {method} {}", clean(name)).into())
     }
 
     /// `ws_connect {name}` (the connect's metric-name or its path).
     pub fn ws_connect(name: &str) -> MetricKey {
-        MetricKey(format!("ws_connect {}", clean(name)))
+        MetricKey(format!("ws_connect {}", clean(name)).into())
     }
 
     /// `async {task}`: the duration of each async child of a task.
     pub fn task(task: &str) -> MetricKey {
-        MetricKey(format!("async {}", clean(task)))
+        MetricKey(format!("async {}", clean(task)).into())
     }
 
     /// `run_scenario {name}`: the duration of each nested scenario run.
     pub fn nested(scenario: &str) -> MetricKey {
-        MetricKey(format!("run_scenario {}", clean(scenario)))
+        MetricKey(format!("run_scenario {}", clean(scenario)).into())
     }
 
     /// `iteration {scenario}`: each iteration's duration, from its start.
     pub fn iteration(scenario: &str) -> MetricKey {
-        MetricKey(format!("iteration {}", clean(scenario)))
+        MetricKey(format!("iteration {}", clean(scenario)).into())
     }
 
     /// `iteration {scenario} (from intended start)`: under an arrival rate, each iteration's
     /// duration from when it was due (wrk2's coordinated-omission correction).
     pub fn iteration_from_intended_start(scenario: &str) -> MetricKey {
-        MetricKey(format!(
-            "iteration {} (from intended start)",
-            clean(scenario)
-        ))
+        MetricKey(format!("iteration {} (from intended start)", clean(scenario)).into())
     }
 
     /// A name the guest chose whole: traced calls (`call …`), `time`, `record-metric`.
     pub fn custom(name: &str) -> MetricKey {
-        MetricKey(clean(name))
+        MetricKey(clean(name).into())
     }
 
     /// A host-defined key (its text is a constant of this module).
     pub fn fixed(name: &'static str) -> MetricKey {
-        MetricKey(name.to_owned())
+        MetricKey(name.into())
     }
 
     /// The key's text.

@@ -50,12 +50,46 @@ impl KeyLimit {
     }
 }
 
+/// Maps on the per-sample path: keys are ours or already capped, so a fast hasher is fine.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// One thread group's slice of the recorder's data.
 #[derive(Default)]
 struct Shard {
-    metrics: HashMap<String, MetricData>,
-    checks: HashMap<String, CheckCount>,
-    counters: HashMap<&'static str, u64>,
+    metrics: FastMap<String, MetricData>,
+    checks: FastMap<String, CheckCount>,
+    counters: FastMap<&'static str, u64>,
+}
+
+/// The calling thread's shard, locked: several records for the price of one lock (all the
+/// samples and counters of one HTTP request).
+pub struct Locked<'a> {
+    recorder: &'a Recorder,
+    shard: MutexGuard<'a, Shard>,
+}
+
+impl Locked<'_> {
+    /// A duration sample in µs under `key`.
+    pub fn record(&mut self, key: &str, micros: u64) {
+        let Locked { recorder, shard } = self;
+        recorder.update(&mut shard.metrics, &recorder.metric_keys, key, |data| {
+            data.record(micros)
+        });
+    }
+
+    /// One error of `kind` (e.g. "refused", "timeout", "status 503") under `key`; no sample.
+    pub fn record_error(&mut self, key: &str, kind: &str) {
+        let Locked { recorder, shard } = self;
+        recorder.update(&mut shard.metrics, &recorder.metric_keys, key, |data| {
+            data.record_error(kind)
+        });
+    }
+
+    /// Adds `n` to the host-defined counter `name` (e.g. bytes sent).
+    pub fn add(&mut self, name: &'static str, n: u64) {
+        let c = self.shard.counters.entry(name).or_default();
+        *c = c.saturating_add(n);
+    }
 }
 
 /// Concurrent, sharded metric recorder for one run.
@@ -82,18 +116,12 @@ impl Recorder {
 
     /// One completed sample under `key`.
     pub fn record(&self, key: &str, micros: u64) {
-        let mut shard = self.shard();
-        self.update(&mut shard.metrics, &self.metric_keys, key, |data| {
-            data.record(micros)
-        });
+        self.locked().record(key, micros);
     }
 
     /// One error of `kind` (e.g. "refused", "timeout", "status 503") under `key`; no sample.
     pub fn record_error(&self, key: &str, kind: &str) {
-        let mut shard = self.shard();
-        self.update(&mut shard.metrics, &self.metric_keys, key, |data| {
-            data.record_error(kind)
-        });
+        self.locked().record_error(key, kind);
     }
 
     /// A named check passed or failed.
@@ -106,9 +134,15 @@ impl Recorder {
 
     /// Adds `n` to the host-defined counter `name` (e.g. bytes sent).
     pub fn add(&self, name: &'static str, n: u64) {
-        let mut shard = self.shard();
-        let c = shard.counters.entry(name).or_default();
-        *c = c.saturating_add(n);
+        self.locked().add(name, n);
+    }
+
+    /// The calling thread's shard, to record several things under one lock.
+    pub fn locked(&self) -> Locked<'_> {
+        Locked {
+            recorder: self,
+            shard: self.shard(),
+        }
     }
 
     /// Merged view of everything recorded so far.
@@ -142,7 +176,7 @@ impl Recorder {
     /// counting a dropped key otherwise.
     fn update<V: Default>(
         &self,
-        map: &mut HashMap<String, V>,
+        map: &mut FastMap<String, V>,
         limit: &KeyLimit,
         key: &str,
         update: impl FnOnce(&mut V),

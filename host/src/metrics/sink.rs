@@ -31,7 +31,7 @@ impl Sink {
     /// An HTTP request's outcome: the total time, its phases and bytes; an unexpected status is
     /// both a sample and an error `status N`; a transport error is an error of its kind only.
     pub fn http(&self, key: &MetricKey, result: &Result<Response, RequestError>) {
-        let rec = &self.recorder;
+        let mut rec = self.recorder.locked();
         let r = match result {
             Ok(r) => r,
             Err(e) => return rec.record_error(key.as_str(), request_error_kind(e)),

@@ -1,10 +1,11 @@
 //! HTTP/1.1 for one virtual user: its own keep-alive connections, capped per session.
 //!
 //! Connections are opened by [`connect`](super::connect::connect) (the policy checkpoint, timed
-//! DNS/connect/TLS phases, byte counters) and driven by hyper's low-level client. Each open
-//! connection owns one permit of the session's connection semaphore, so the cap is tied to
-//! connection ownership: a request cancelled by its timeout drops its connection and with it
-//! the permit, and nothing can leak the count.
+//! DNS/connect/TLS phases, byte counters) and driven by hyper's low-level client, inside the
+//! session's own task: no per-connection task, so a request costs no hop to another task and
+//! back (see [`driving`]). Each open connection owns one permit of the session's connection
+//! semaphore, so the cap is tied to connection ownership: a request cancelled by its timeout
+//! drops its connection and with it the permit, and nothing can leak the count.
 
 use super::NetConfig;
 use super::connect::{Origin, connect};
@@ -13,25 +14,66 @@ use super::stream::ByteCounters;
 use crate::util::ledger::{Charge, HostMemory};
 use crate::util::micros_since_u32;
 use crate::wit::RequestError;
-use crate::wit::http::{Body, Method, Request, Response, StatusRange, Timings};
+use crate::wit::http::{Body, Method, Request, Response, ResponseParts, StatusRange, Timings};
 use bytes::Bytes;
+use http::HeaderValue;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http1::{Connection, SendRequest};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// An open connection and the connection-cap permit it holds while it lives.
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
+    driver: Driver,
+    /// The `host` header for this connection's origin, made once.
+    host: HeaderValue,
     counters: Arc<ByteCounters>,
     _permit: OwnedSemaphorePermit,
 }
 
+/// hyper's connection state machine, polled only while a request of this session uses it.
+struct Driver {
+    io: Connection<TokioIo<super::stream::NetStream>, Full<Bytes>>,
+    /// The peer closed or the connection failed: it is dropped after the current request.
+    ended: bool,
+}
+
+impl Driver {
+    /// Runs `work` (a request on this connection) while driving the connection on this task.
+    async fn run<F: Future>(&mut self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            // The request is queued: let the connection write it, then look again.
+            if !self.ended && Pin::new(&mut self.io).poll(cx).is_ready() {
+                self.ended = true;
+            }
+            work.as_mut().poll(cx)
+        })
+        .await
+    }
+}
+
+impl Conn {
+    /// Whether the connection can take the next request (driving it until it says so).
+    async fn ready(&mut self) -> bool {
+        !self.driver.ended
+            && self.driver.run(self.sender.ready()).await.is_ok()
+            && !self.driver.ended
+    }
+}
+
 /// One virtual user's HTTP connections and cookie jar.
 pub struct HttpClient {
-    idle: HashMap<Origin, Vec<Conn>>,
+    idle: HashMap<Origin, Vec<Box<Conn>>>,
     /// One permit per connection the session may have open (idle or in use).
     permits: Arc<Semaphore>,
     pub cookies: Cookies,
@@ -72,13 +114,14 @@ impl HttpClient {
     }
 
     /// Sends one request to `url` within its timeout (and at most `left`, the session's time
-    /// left), following redirects as asked.
+    /// left), following redirects as asked; the response carries the parts `keep` names.
     pub async fn send(
         &mut self,
         net: &NetConfig,
         request: Request,
         url: url::Url,
         left: Duration,
+        keep: ResponseParts,
     ) -> Result<Response, RequestError> {
         let timeout = request
             .options
@@ -86,7 +129,7 @@ impl HttpClient {
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(net.request_timeout)
             .min(left);
-        tokio::time::timeout(timeout, self.follow(net, request, url))
+        tokio::time::timeout(timeout, self.follow(net, request, url, keep))
             .await
             .unwrap_or(Err(RequestError::Timeout))
     }
@@ -98,6 +141,7 @@ impl HttpClient {
         net: &NetConfig,
         mut request: Request,
         mut url: url::Url,
+        keep: ResponseParts,
     ) -> Result<Response, RequestError> {
         let started = Instant::now();
         let (mut sent, mut received) = (0u32, 0u32);
@@ -108,10 +152,10 @@ impl HttpClient {
             .min(net.max_redirects);
         loop {
             let hop_start = Instant::now();
-            let mut response = self.exchange(net, &request, &url).await?;
+            let (mut response, location) = self.exchange(net, &request, &url, keep).await?;
             sent = sent.saturating_add(response.bytes_sent);
             received = received.saturating_add(response.bytes_received);
-            match redirect_location(&response) {
+            match location {
                 Some(loc) if hops_left > 0 => {
                     hops_left -= 1;
                     self.hops.push(micros_since_u32(hop_start));
@@ -139,49 +183,73 @@ impl HttpClient {
         }
     }
 
-    /// One request/response on one connection.
+    /// One request/response on one connection, and the redirect's `location` if it is one.
+    /// A body not kept is read and dropped (the connection stays usable) without a copy.
     async fn exchange(
         &mut self,
         net: &NetConfig,
         request: &Request,
         url: &url::Url,
-    ) -> Result<Response, RequestError> {
-        let http_request = build_request(net, &self.cookies, request, url)?;
-        let (mut conn, mut timings) = self.checkout(net, url).await?;
+        keep: ResponseParts,
+    ) -> Result<(Response, Option<String>), RequestError> {
+        let mut http_request = build_request(net, &self.cookies, request, url)?;
+        let origin = Origin::of(url)?;
+        let (mut conn, mut timings) = self.checkout(net, url, &origin).await?;
+        http_request
+            .headers_mut()
+            .insert(http::header::HOST, conn.host.clone());
         let (sent0, recv0) = conn.counters.read();
         let start = Instant::now();
-        let response = conn
-            .sender
-            .send_request(http_request)
-            .await
-            .map_err(|e| hyper_error(&e))?;
-        timings.ttfb_us = micros_since_u32(start);
-        let keep_alive = !connection_close(response.headers());
-        let (parts, body) = response.into_parts();
-        let mut held = self.memory.empty();
-        let (body, truncated) = read_body(body, net.max_response_body, &mut held).await?;
-        self.cookies.store(
-            url,
-            parts
-                .headers
-                .get_all(http::header::SET_COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok()),
-        );
-        let (sent1, recv1) = conn.counters.read();
-        if keep_alive && !conn.sender.is_closed() {
-            self.idle.entry(Origin::of(url)?).or_default().push(conn);
+        let memory = &self.memory;
+        let Conn { sender, driver, .. } = &mut *conn;
+        let (parts, body, truncated) = driver
+            .run(async {
+                let response = sender
+                    .send_request(http_request)
+                    .await
+                    .map_err(|e| hyper_error(&e))?;
+                timings.ttfb_us = micros_since_u32(start);
+                let (parts, body) = response.into_parts();
+                let mut held = memory.empty();
+                let cap = if keep.contains(ResponseParts::BODY) {
+                    net.max_response_body
+                } else {
+                    0
+                };
+                let (body, truncated) = read_body(body, cap, &mut held).await?;
+                let truncated = truncated && cap > 0;
+                Ok::<_, RequestError>((parts, body, truncated))
+            })
+            .await?;
+        let mut set_cookies = parts
+            .headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .peekable();
+        if set_cookies.peek().is_some() {
+            self.cookies.store(url, set_cookies);
         }
-        Ok(Response {
+        let (sent1, recv1) = conn.counters.read();
+        if !connection_close(&parts.headers) && !conn.driver.ended {
+            self.idle.entry(origin).or_default().push(conn);
+        }
+        let headers = if keep.contains(ResponseParts::HEADERS) {
+            header_list(&parts.headers)
+        } else {
+            Vec::new()
+        };
+        let response = Response {
             status: parts.status.as_u16(),
-            headers: header_list(&parts.headers),
+            headers,
             body,
             body_truncated: truncated,
             expected: true,
             timings,
             bytes_sent: clamp(sent1 - sent0),
             bytes_received: clamp(recv1 - recv0),
-        })
+        };
+        Ok((response, redirect_location(parts.status, &parts.headers)))
     }
 
     /// Takes an idle connection to `url`'s origin or opens one within the connection cap,
@@ -190,10 +258,10 @@ impl HttpClient {
         &mut self,
         net: &NetConfig,
         url: &url::Url,
-    ) -> Result<(Conn, Timings), RequestError> {
-        let origin = Origin::of(url)?;
-        while let Some(mut conn) = self.idle.get_mut(&origin).and_then(Vec::pop) {
-            if conn.sender.ready().await.is_ok() {
+        origin: &Origin,
+    ) -> Result<(Box<Conn>, Timings), RequestError> {
+        while let Some(mut conn) = self.idle.get_mut(origin).and_then(Vec::pop) {
+            if conn.ready().await {
                 return Ok((conn, no_timings()));
             }
         }
@@ -210,29 +278,9 @@ impl HttpClient {
                     .map_err(|_| RequestError::TooManyConnections)?
             }
         };
-        let (stream, t) = connect(net, url, net.connect_timeout).await?;
-        let counters = stream.counters();
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| hyper_error(&e))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        let timings = Timings {
-            dns_us: t.dns_us,
-            connect_us: t.connect_us,
-            tls_us: t.tls_us,
-            ..no_timings()
-        };
-        Ok((
-            Conn {
-                sender,
-                counters,
-                _permit: permit,
-            },
-            timings,
-        ))
+        // Boxed: the connect path is rare, and kept inline it would make every request's
+        // future (moved a few times per request) several KiB larger.
+        Box::pin(open(net, url, permit)).await
     }
 
     /// Sends `requests` in parallel, at most `http_connections` at a time; results in order.
@@ -253,7 +301,7 @@ impl HttpClient {
             let futures = chunk
                 .into_iter()
                 .zip(forks.iter_mut())
-                .map(|((req, url), fork)| fork.send(net, req, url, left));
+                .map(|((req, url), fork)| fork.send(net, req, url, left, ResponseParts::all()));
             results.extend(futures_util::future::join_all(futures).await);
             for fork in forks {
                 self.absorb(fork);
@@ -286,6 +334,33 @@ impl HttpClient {
             self.idle.entry(origin).or_default().extend(conns);
         }
     }
+}
+
+/// Opens a connection to `url`'s origin, holding `permit` while it lives.
+async fn open(
+    net: &NetConfig,
+    url: &url::Url,
+    permit: OwnedSemaphorePermit,
+) -> Result<(Box<Conn>, Timings), RequestError> {
+    let (stream, t) = connect(net, url, net.connect_timeout).await?;
+    let counters = stream.counters();
+    let (sender, io) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| hyper_error(&e))?;
+    let conn = Conn {
+        sender,
+        driver: Driver { io, ended: false },
+        host: host_header(url)?,
+        counters,
+        _permit: permit,
+    };
+    let timings = Timings {
+        dns_us: t.dns_us,
+        connect_us: t.connect_us,
+        tls_us: t.tls_us,
+        ..no_timings()
+    };
+    Ok((Box::new(conn), timings))
 }
 
 /// Timings of a request on a reused connection (no connect phases).
@@ -322,14 +397,13 @@ pub fn is_expected(status: u16, expect: &[StatusRange]) -> bool {
     (200..400).contains(&status) || expect.iter().any(|r| (r.min..=r.max).contains(&status))
 }
 
-fn redirect_location(r: &Response) -> Option<String> {
-    if !matches!(r.status, 301 | 302 | 303 | 307 | 308) {
+fn redirect_location(status: http::StatusCode, headers: &http::HeaderMap) -> Option<String> {
+    if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
         return None;
     }
-    r.headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("location"))
-        .map(|(_, v)| v.clone())
+    headers
+        .get(http::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 fn connection_close(h: &http::HeaderMap) -> bool {
@@ -345,23 +419,17 @@ fn build_request(
     url: &url::Url,
 ) -> Result<http::Request<Full<Bytes>>, RequestError> {
     let (body, content_type) = body_bytes(&request.body, net.max_request_body)?;
-    let path = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_owned(),
-    };
-    let host = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_owned(),
-    };
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
     let mut b = http::Request::builder()
         .method(method_str(request.method))
         .uri(path)
-        .header(http::header::HOST, host)
+        // A placeholder that keeps `host` first; the connection's own value replaces it.
+        .header(http::header::HOST, HeaderValue::from_static(""))
         .header(
             http::header::USER_AGENT,
-            concat!("chaperon/", env!("CARGO_PKG_VERSION")),
+            HeaderValue::from_static(concat!("chaperon/", env!("CARGO_PKG_VERSION"))),
         )
-        .header(http::header::ACCEPT, "*/*");
+        .header(http::header::ACCEPT, HeaderValue::from_static("*/*"));
     let mut has_content_type = false;
     for (n, v) in super::headers::check_all(&request.headers)? {
         has_content_type |= n == http::header::CONTENT_TYPE;
@@ -378,6 +446,12 @@ fn build_request(
     }
     b.body(Full::new(body))
         .map_err(|e| RequestError::Invalid(e.to_string()))
+}
+
+/// `host[:port]` as the URL gives it (the port only when it is not the scheme's default).
+fn host_header(url: &url::Url) -> Result<HeaderValue, RequestError> {
+    HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort])
+        .map_err(|e| RequestError::Invalid(format!("host of {url}: {e}")))
 }
 
 fn basic_auth(user: &str, pass: &str) -> String {

@@ -58,6 +58,8 @@ pub struct Loaded {
     pub runs: Runs,
     /// The deadline of each of its sessions (sequences run their steps within it).
     pub timeout: std::time::Duration,
+    /// `iteration NAME` and `iteration NAME (from intended start)`, named once.
+    pub iteration_keys: [crate::metrics::MetricKey; 2],
 }
 
 /// The network settings of one scenario's sessions.
@@ -161,6 +163,10 @@ pub async fn scenarios(
         .scenarios
         .iter()
         .map(|sp| Loaded {
+            iteration_keys: [
+                crate::metrics::MetricKey::iteration(&sp.name),
+                crate::metrics::MetricKey::iteration_from_intended_start(&sp.name),
+            ],
             plan: sp.clone(),
             timeout: sp.limits(&plan.limits).session_timeout,
             runs: match &sp.kind {

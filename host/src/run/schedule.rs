@@ -9,7 +9,6 @@
 
 use super::Stop;
 use super::load::{Loaded, Runs};
-use crate::metrics::keys::MetricKey;
 use crate::net::http::HttpClient;
 use crate::outcome::SessionEnd;
 use crate::plan::ScenarioPlan;
@@ -448,10 +447,10 @@ impl Loaded {
             return;
         }
         let micros = |from: Instant| u64::try_from(from.elapsed().as_micros()).unwrap_or(u64::MAX);
-        sink.duration(&MetricKey::iteration(&self.plan.name), micros(started));
+        let [iteration, from_due] = &self.iteration_keys;
+        sink.duration(iteration, micros(started));
         if let Some(due) = due {
-            let key = MetricKey::iteration_from_intended_start(&self.plan.name);
-            sink.duration(&key, micros(due));
+            sink.duration(from_due, micros(due));
         }
     }
 

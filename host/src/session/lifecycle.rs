@@ -97,6 +97,7 @@ fn new_store(
             sink: scenario.sink.clone(),
             mark: mark.clone(),
             deadline: seed.deadline,
+            recent: None,
         },
         ws: WsCtx {
             table: crate::sandbox::capped_table(),

@@ -66,6 +66,18 @@ pub struct HttpCtx {
     pub sink: Sink,
     pub mark: CpuMark,
     pub deadline: Deadline,
+    /// The last request's resolved URL and metric key.
+    pub recent: Option<Recent>,
+}
+
+/// The last request's URL text, resolved, and its metric key: a scenario that sends the same
+/// request again (the common loop) pays no URL parse and no key formatting.
+pub struct Recent {
+    pub method: crate::wit::http::Method,
+    pub text: String,
+    pub metric_name: Option<String>,
+    pub url: url::Url,
+    pub key: crate::metrics::MetricKey,
 }
 
 /// The `websocket` interface's context: the session's open connections.

@@ -5,9 +5,9 @@ use super::Wt;
 use crate::metrics::MetricKey;
 use crate::net::http::method_str;
 use crate::net::url::{check_len, resolve};
-use crate::session::state::HttpCtx;
+use crate::session::state::{HttpCtx, Recent};
 use crate::wit::RequestError;
-use crate::wit::http::{self, Request, Response};
+use crate::wit::http::{self, Request, Response, ResponseParts};
 use std::time::Duration;
 
 /// Requests one `batch` call may carry; they run `http_connections` at a time.
@@ -21,7 +21,16 @@ struct Prepared {
 }
 
 impl HttpCtx {
-    fn prepare(&self, mut request: Request) -> Prepared {
+    fn prepare(&mut self, mut request: Request) -> Prepared {
+        if request.query.is_empty()
+            && let Some(r) = &self.recent
+            && r.method == request.method
+            && r.text == request.url
+            && r.metric_name == request.options.metric_name
+        {
+            let (url, key) = (Ok(r.url.clone()), r.key.clone());
+            return Prepared { request, url, key };
+        }
         let method = method_str(request.method);
         let url = resolve(self.net.base_url.as_ref(), &request.url, false).and_then(|mut u| {
             let query: usize = request
@@ -42,6 +51,15 @@ impl HttpCtx {
             (None, Err(_)) => request.url.as_str(),
         };
         let key = MetricKey::http(method, name);
+        if let (Ok(u), true) = (&url, request.query.is_empty()) {
+            self.recent = Some(Recent {
+                method: request.method,
+                text: request.url.clone(),
+                metric_name: request.options.metric_name.clone(),
+                url: u.clone(),
+                key: key.clone(),
+            });
+        }
         Prepared { request, url, key }
     }
 }
@@ -57,19 +75,38 @@ impl HttpCtx {
     }
 }
 
-impl http::Host for HttpCtx {
-    async fn send(&mut self, request: Request) -> Wt<Result<Response, RequestError>> {
+impl HttpCtx {
+    /// One request, its outcome recorded; the response carries the parts `keep` names.
+    async fn send_one(
+        &mut self,
+        request: Request,
+        keep: ResponseParts,
+    ) -> Result<Response, RequestError> {
         let p = self.prepare(request);
         let flight = self.sink.in_flight(p.key);
         let r = match (p.url, self.deadline.clamp(Duration::MAX)) {
             (Err(e), _) => Err(e),
             (Ok(_), None) => Err(RequestError::Timeout),
-            (Ok(url), Some(cap)) => self.client.send(&self.net, p.request, url, cap).await,
+            (Ok(url), Some(cap)) => self.client.send(&self.net, p.request, url, cap, keep).await,
         };
         self.mark.host_returned();
         flight.http(&r);
         self.record_hops();
-        Ok(r)
+        r
+    }
+}
+
+impl http::Host for HttpCtx {
+    async fn send(&mut self, request: Request) -> Wt<Result<Response, RequestError>> {
+        Ok(self.send_one(request, ResponseParts::all()).await)
+    }
+
+    async fn send_keeping(
+        &mut self,
+        request: Request,
+        keep: ResponseParts,
+    ) -> Wt<Result<Response, RequestError>> {
+        Ok(self.send_one(request, keep).await)
     }
 
     async fn batch(&mut self, requests: Vec<Request>) -> Wt<Vec<Result<Response, RequestError>>> {
