@@ -129,7 +129,8 @@ impl HttpClient {
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(net.request_timeout)
             .min(left);
-        tokio::time::timeout(timeout, self.follow(net, request, url, keep))
+        // Boxed once here so the layers above move a pointer, not this future's few KiB.
+        tokio::time::timeout(timeout, Box::pin(self.follow(net, request, url, keep)))
             .await
             .unwrap_or(Err(RequestError::Timeout))
     }
