@@ -18,8 +18,10 @@
 //!
 //! # Connection storms
 //!
-//! The listener is bound with a listen backlog of 4096 (tokio's `TcpListener::bind` uses
-//! 1024; the kernel further caps it at `net.core.somaxconn`), so a burst of connections waits
+//! The listener is bound with a listen backlog of 65,535 (tokio's `TcpListener::bind` uses
+//! 1024; the kernel caps it at `net.core.somaxconn`, 4096 by default: raise it with
+//! `sysctl -w net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535` for storms of
+//! 20,000 connections; `chaperon-host target` warns when it is lower), so a burst of connections waits
 //! in the kernel's accept queue instead of being dropped. The accept loop does nothing per
 //! connection but count it and spawn its task (no I/O, no socket options, no waiting), and
 //! an aborted or reset handshake is skipped at once rather than backed off, so the queue is
@@ -48,7 +50,15 @@ mod websocket;
 #[cfg(test)]
 mod tests;
 
+pub use server::LISTEN_BACKLOG;
 pub use stats::TargetStats;
+
+/// The accept queue the kernel really gives a listener: [`LISTEN_BACKLOG`] capped by
+/// `net.core.somaxconn` (`None` when it cannot be read).
+pub fn effective_backlog() -> Option<u32> {
+    let max = std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok()?;
+    Some(max.trim().parse::<u32>().ok()?.min(LISTEN_BACKLOG))
+}
 
 use topics::Topics;
 

@@ -24,9 +24,10 @@ use crate::websocket::{
 };
 
 /// Connections the kernel may queue before they are accepted (tokio's `TcpListener::bind`
-/// uses 1024, too few for a load test that opens thousands at once). The kernel caps it at
-/// `net.core.somaxconn`.
-const LISTEN_BACKLOG: u32 = 4096;
+/// uses 1024, too few for a load test that opens thousands at once): room for a storm of
+/// 20,000 and more. The kernel caps it at `net.core.somaxconn` (4096 by default since Linux
+/// 5.4); `sysctl -w net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535` lifts it.
+pub const LISTEN_BACKLOG: u32 = 65_535;
 /// Pause after a failed `accept` (e.g. out of file descriptors) to avoid a busy loop.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 

@@ -150,10 +150,8 @@ pub struct BenchArgs {
     /// Sessions started back to back for the start-rate figure.
     #[arg(long, default_value_t = 20_000)]
     pub starts: u32,
-    /// Internal: measure memory at this many sessions against TARGET_URL, in a fresh process.
-    #[arg(long, hide = true, requires = "target_url")]
-    pub memory_only: Option<u32>,
-    /// Internal: the target of `--memory-only`.
+    /// Internal: take one measurement (starts, starts-loaded, host-call) in this fresh
+    /// process and print it as `figure VALUE`.
     #[arg(long, hide = true)]
-    pub target_url: Option<String>,
+    pub measure: Option<String>,
 }

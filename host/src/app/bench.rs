@@ -36,48 +36,46 @@ pub async fn run(args: &BenchArgs) -> i32 {
     }
 }
 
-/// One memory measurement in this (fresh) process, printed as a `memory` line for the parent.
-async fn memory_only(args: &BenchArgs, n: u32, url: &str) -> Result<(), String> {
-    let (rss, _) = memory_per_session(&args.idle_component, n, url, false).await?;
-    let (rss_ws, private_ws) = memory_per_session(&args.ws_component, n, url, true).await?;
-    println!("memory {rss:.1} {rss_ws:.1} {private_ws:.1}");
-    Ok(())
-}
-
-/// Runs `memory_only` in a child process, so memory freed by earlier runs cannot hide growth.
-fn memory_in_child(args: &BenchArgs, n: u32, url: &str) -> Result<[f64; 3], String> {
+/// Runs one measurement in a fresh process of this binary (`--measure WHAT`) and reads back
+/// its `figure` line, so no measurement runs in a process an earlier one warmed or fragmented.
+fn measure_in_child(args: &BenchArgs, what: &str) -> Result<f64, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let out = std::process::Command::new(exe)
         .arg("bench")
         .arg("--idle-component")
         .arg(&args.idle_component)
-        .arg("--ws-component")
-        .arg(&args.ws_component)
-        .args(["--memory-only", &n.to_string(), "--target-url", url])
+        .arg("--starts")
+        .arg(args.starts.to_string())
+        .args(["--measure", what])
+        .stderr(std::process::Stdio::inherit())
         .output()
-        .map_err(|e| format!("cannot run the memory probe: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let figures: Vec<f64> = text
+        .map_err(|e| format!("cannot run the `{what}` measurement: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find_map(|l| l.strip_prefix("memory "))
-        .map(|l| {
-            l.split_whitespace()
-                .filter_map(|v| v.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    match figures[..] {
-        [a, b, c] => Ok([a, b, c]),
-        _ => Err(format!(
-            "the memory probe at {n} sessions failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-    }
+        .find_map(|l| l.strip_prefix("figure "))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("the `{what}` measurement failed ({})", out.status))
+}
+
+/// The measurement `what`, in this process; prints `figure VALUE`.
+async fn measure_here(args: &BenchArgs, what: &str) -> Result<(), String> {
+    let idle = &args.idle_component;
+    let figure = match what {
+        "starts" => start_rate(idle, args.starts, None).await?,
+        "starts-loaded" => {
+            let sys = crate::plan::limits::SystemLimits::probe();
+            start_rate(idle, args.starts, Some(background_count(&sys, 10_000))).await?
+        }
+        "host-call" => host_call_ns(idle).await?,
+        other => return Err(format!("unknown measurement `{other}`")),
+    };
+    println!("figure {figure}");
+    Ok(())
 }
 
 async fn bench(args: &BenchArgs) -> Result<Vec<Row>, String> {
-    if let (Some(n), Some(url)) = (args.memory_only, &args.target_url) {
-        memory_only(args, n, url).await?;
+    if let Some(what) = &args.measure {
+        measure_here(args, what).await?;
         return Ok(Vec::new());
     }
     let sys = crate::plan::limits::SystemLimits::probe();
@@ -89,21 +87,20 @@ async fn bench(args: &BenchArgs) -> Result<Vec<Row>, String> {
     );
     let target = TargetProcess::start()?;
     let mut rows = Vec::new();
-    let idle = &args.idle_component;
-    let rate = start_rate(idle, args.starts, None).await?;
+    let rate = measure_in_child(args, "starts")?;
     rows.push(Row {
         what: format!("session starts/s, idle host ({} sessions)", args.starts),
         figure: format!("{rate:.0}"),
         goal: ">= 50000",
     });
     let background = background_count(&sys, 10_000);
-    let rate = start_rate(idle, args.starts, Some(background)).await?;
+    let rate = measure_in_child(args, "starts-loaded")?;
     rows.push(Row {
         what: format!("session starts/s while {background} sessions run"),
         figure: format!("{rate:.0}"),
-        goal: "",
+        goal: ">= 50000",
     });
-    let ns = host_call_ns(idle).await?;
+    let ns = measure_in_child(args, "host-call")?;
     rows.push(Row {
         what: "host call (session.random), ns".into(),
         figure: format!("{ns:.0}"),
@@ -111,20 +108,26 @@ async fn bench(args: &BenchArgs) -> Result<Vec<Row>, String> {
     });
     for &n in &args.sessions {
         let n = n.min(socket_cap(&sys));
-        let [rss, rss_ws, private_ws] = memory_in_child(args, n, &target.base_url)?;
+        let idle = memory_per_session(&args.idle_component, n, &target.base_url, false)?;
+        let ws = memory_per_session(&args.ws_component, n, &target.base_url, true)?;
         rows.push(Row {
             what: format!("RSS per idle session (no connection) at {n}, KiB"),
-            figure: format!("{rss:.1}"),
+            figure: format!("{:.1}", idle.rss),
+            goal: "",
+        });
+        rows.push(Row {
+            what: format!("private memory per idle session (no connection) at {n}, KiB"),
+            figure: format!("{:.1}", idle.private),
             goal: "",
         });
         rows.push(Row {
             what: format!("RSS per idle WebSocket session at {n}, KiB"),
-            figure: format!("{rss_ws:.1}"),
-            goal: "<= 64",
+            figure: format!("{:.1}", ws.rss),
+            goal: "",
         });
         rows.push(Row {
             what: format!("private memory per idle WebSocket session at {n}, KiB"),
-            figure: format!("{private_ws:.1}"),
+            figure: format!("{:.1}", ws.private),
             goal: "<= 64",
         });
     }
@@ -223,7 +226,7 @@ async fn wait_for_instances(n: u32) {
 }
 
 fn count_maps() -> u64 {
-    std::fs::read_to_string("/proc/self/maps").map_or(0, |m| m.lines().count() as u64)
+    count_lines("/proc/self/maps")
 }
 
 /// Nanoseconds per cheap host call: one session making a million calls, minus one making none.
@@ -252,79 +255,106 @@ async fn host_call_ns(component: &Path) -> Result<f64, String> {
     Ok((full - base).max(0.0) * 1e9 / f64::from(CALLS))
 }
 
-/// (RSS KiB, private KiB) per session idle in a delay, holding an open WebSocket when `ws`.
-async fn memory_per_session(
+/// Memory one more idle session costs, in KiB.
+struct PerSession {
+    rss: f64,
+    private: f64,
+}
+
+/// Memory per session idle in a delay (holding an open WebSocket when `ws`), read from outside:
+/// two `chaperon-host run` processes, with `BASELINE` and with `n` sessions, each sampled from
+/// /proc/PID/smaps_rollup once all its sessions are up; the difference over `n - BASELINE`.
+fn memory_per_session(
     component: &Path,
     n: u32,
     base_url: &str,
     ws: bool,
-) -> Result<(f64, f64), String> {
-    let (rss0, private0) = (rss_kib(), private_kib());
-    let (fds0, maps0) = (count_fds(), count_maps());
+) -> Result<PerSession, String> {
+    const BASELINE: u32 = 100;
+    let n = n.max(BASELINE + 1);
+    let small = sample_run(component, BASELINE, base_url, ws)?;
+    let big = sample_run(component, n, base_url, ws)?;
+    let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / f64::from(n - BASELINE);
+    Ok(PerSession {
+        rss: per(small.0, big.0),
+        private: per(small.1, big.1),
+    })
+}
+
+/// Starts `n` idle sessions in a child process and returns its (RSS, private) KiB once they
+/// are all up (their maps or sockets exist), then stops it.
+fn sample_run(component: &Path, n: u32, base_url: &str, ws: bool) -> Result<(u64, u64), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mode = if ws {
         "evil.mode=ws_hold"
     } else {
         "evil.mode=delay"
     };
-    let p = plan(
-        component,
-        n,
-        &[mode.into(), "evil.delay_ms=120000".into()],
-        Some(base_url),
-    )?;
-    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
-    let run = tokio::spawn(async move { run_quiet(&p, stop_rx).await });
-    let ready = || {
+    let mut child = std::process::Command::new(exe)
+        .arg("run")
+        .arg(component)
+        .args(["--sessions", &n.to_string(), "--base-url", base_url, "-q"])
+        .args(["--config", mode, "--config", "evil.delay_ms=120000"])
+        .args(["--log-level", "off"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the memory probe: {e}"))?;
+    let proc_dir = format!("/proc/{}", child.id());
+    // Up: at least one socket (or memory map) per session, and no more appearing for 1 s.
+    let count = || {
         if ws {
-            count_fds() >= fds0 + u64::from(n)
+            count_entries(&format!("{proc_dir}/fd"))
         } else {
-            count_maps() >= maps0 + u64::from(n)
+            count_lines(&format!("{proc_dir}/maps"))
         }
     };
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !ready() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut last = (0, Instant::now());
+    let all_up = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let c = count();
+        if c != last.0 {
+            last = (c, Instant::now());
+        } else if c >= u64::from(n) && last.1.elapsed() >= Duration::from_secs(1) {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+    };
+    let sample = smaps_rollup(&proc_dir);
+    let _ = child.kill();
+    let _ = child.wait();
+    match (all_up, sample) {
+        (true, Some(s)) => Ok(s),
+        (false, _) => Err(format!("only part of {n} sessions started within 120 s")),
+        (_, None) => Err(format!("cannot read {proc_dir}/smaps_rollup")),
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let all_up = ready();
-    let (rss1, private1) = (rss_kib(), private_kib());
-    let _ = stop_tx.send(Stop::Now);
-    let _ = run.await;
-    if !all_up {
-        return Err(format!("only part of {n} sessions started within 120 s"));
-    }
-    let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / f64::from(n);
-    Ok((per(rss0, rss1), per(private0, private1)))
 }
 
-fn rss_kib() -> u64 {
-    let pages = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    pages * 4
+/// (Rss, Private_Clean + Private_Dirty) of a process, KiB: private is what sessions really
+/// add, as opposed to shared code pages.
+fn smaps_rollup(proc_dir: &str) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("{proc_dir}/smaps_rollup")).ok()?;
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    };
+    Some((
+        field("Rss:"),
+        field("Private_Clean:") + field("Private_Dirty:"),
+    ))
 }
 
-/// Private (anonymous + private file) memory from smaps_rollup: what sessions really add, as
-/// opposed to shared code pages.
-fn private_kib() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .sum()
+fn count_lines(path: &str) -> u64 {
+    std::fs::read_to_string(path).map_or(0, |m| m.lines().count() as u64)
 }
 
-fn count_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+fn count_entries(path: &str) -> u64 {
+    std::fs::read_dir(path).map_or(0, |d| d.count() as u64)
 }
 
 /// The demo target in a child process on a free loopback port; killed on drop.

@@ -211,6 +211,13 @@ async fn target(listen: &str) -> i32 {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
+    if let Some(backlog) = chaperon_target::effective_backlog()
+        && backlog < 20_000
+    {
+        eprintln!(
+            "note: the accept queue holds {backlog} connections (net.core.somaxconn); for storms of 20,000 connects run `sysctl -w net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535`"
+        );
+    }
     match chaperon_target::serve_until_ctrl_c(addr).await {
         Ok(()) => EXIT_OK,
         Err(e) => fail(format!("cannot serve on {addr}: {e}")),

@@ -20,6 +20,9 @@ pub const HTTP_PHASES: [&str; 4] = [
     "http phase tls",
     "http phase ttfb",
 ];
+/// Phase metrics of WebSocket connects (DNS, TCP connect, TLS) before the upgrade, so a
+/// connection storm (a full accept queue) shows as such and not only in `ws_connect`.
+pub const WS_PHASES: [&str; 3] = ["ws phase dns", "ws phase connect", "ws phase tls"];
 /// Metric of each redirect hop the host followed (the chain's total is the request's key).
 pub const HTTP_REDIRECT: &str = "http redirect hop";
 /// Host counters of async children (spawns and spread members) and nested scenario runs

@@ -2,7 +2,7 @@
 //! and bytes; a request error; a duration; a session end) and the sink turns them into samples,
 //! error counts and counters under keys built by [`keys`](super::keys).
 
-use super::keys::{BYTES_RECEIVED, BYTES_SENT, HTTP_PHASES, MetricKey};
+use super::keys::{BYTES_RECEIVED, BYTES_SENT, HTTP_PHASES, MetricKey, WS_PHASES};
 use super::recorder::Recorder;
 use crate::outcome::request_error_kind;
 use crate::util::micros_since;
@@ -49,6 +49,16 @@ impl Sink {
         rec.add(BYTES_RECEIVED, u64::from(r.bytes_received));
         if !r.expected {
             rec.record_error(key.as_str(), &format!("status {}", r.status));
+        }
+    }
+
+    /// The connect phases of a WebSocket (µs; a phase that did not happen is 0 and skipped).
+    pub fn ws_phases(&self, dns_us: u32, connect_us: u32, tls_us: u32) {
+        let mut rec = self.recorder.locked();
+        for (name, us) in WS_PHASES.iter().zip([dns_us, connect_us, tls_us]) {
+            if us > 0 {
+                rec.record(name, u64::from(us));
+            }
         }
     }
 

@@ -50,6 +50,8 @@ pub struct WsConnection {
     done: Option<RequestError>,
     /// Bytes on the wire, handshake included.
     pub counters: Arc<super::stream::ByteCounters>,
+    /// Where the connect's time went before the upgrade (a storm shows in `connect_us`).
+    pub phases: super::connect::ConnectTimings,
 }
 
 impl Drop for WsConnection {
@@ -80,7 +82,7 @@ pub async fn connect(
     // The connect (after the run's connect gate) and the handshake each get `timeout`. A
     // connect that does not complete is `connect-timeout`; a server that accepted the
     // connection but never answers the upgrade is `timeout`, like an unanswered request.
-    let (stream, _) = super::connect::connect(net, url, timeout).await?;
+    let (stream, phases) = super::connect::connect(net, url, timeout).await?;
     let counters = stream.counters();
     let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
     let (ws, response) = tokio::time::timeout(timeout, handshake)
@@ -105,6 +107,7 @@ pub async fn connect(
         reader,
         done: None,
         counters,
+        phases,
     })
 }
 

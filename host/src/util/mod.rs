@@ -93,3 +93,23 @@ mod tests {
         assert!(random_below(3) < 3);
     }
 }
+
+/// Runs `work` as its own tokio task and waits for it; the task is aborted if the wait is
+/// dropped. A host call that awaits this keeps deep, one-off call stacks (a TLS or WebSocket
+/// handshake) off the session's fiber stack, whose touched pages stay resident for as long
+/// as the session lives. `None` when the task failed.
+pub async fn on_own_task<F>(work: F) -> Option<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = tokio::spawn(work);
+    let _guard = AbortOnDrop(task.abort_handle());
+    task.await.ok()
+}

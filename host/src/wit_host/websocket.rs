@@ -75,12 +75,22 @@ impl websocket::HostConnection for WsCtx {
             Err(e) => Err(e),
             Ok(_) if self.open >= self.cap => Err(RequestError::TooManyConnections),
             Ok(_) if self.deadline.passed() => Err(RequestError::ConnectTimeout),
-            Ok(url) => ws::connect(&self.net, &self.cookies, &self.memory, &url, &options).await,
+            Ok(url) => {
+                let (net, cookies, memory) =
+                    (self.net.clone(), self.cookies.clone(), self.memory.clone());
+                crate::util::on_own_task(async move {
+                    ws::connect(&net, &cookies, &memory, &url, &options).await
+                })
+                .await
+                .unwrap_or(Err(RequestError::Interrupted))
+            }
         };
         self.mark.host_returned();
         flight.action(start, &r);
         match r {
             Ok(conn) => {
+                let t = conn.phases;
+                self.sink.ws_phases(t.dns_us, t.connect_us, t.tls_us);
                 self.open += 1;
                 self.wire.push(conn.counters.clone());
                 let host = self.table.push(conn)?;
