@@ -65,14 +65,19 @@ impl Driver {
 impl Conn {
     /// Whether the connection can take the next request (driving it until it says so).
     async fn ready(&mut self) -> bool {
-        !self.driver.ended
-            && self.driver.run(self.sender.ready()).await.is_ok()
-            && !self.driver.ended
+        if self.driver.ended {
+            return false;
+        }
+        let ready = self.driver.run(self.sender.ready()).await.is_ok();
+        // Driving it may have found the peer gone.
+        ready && !self.driver.ended
     }
 }
 
 /// One virtual user's HTTP connections and cookie jar.
 pub struct HttpClient {
+    /// Boxed: a request moves its connection out and back, a pointer rather than hyper's state.
+    #[allow(clippy::vec_box)]
     idle: HashMap<Origin, Vec<Box<Conn>>>,
     /// One permit per connection the session may have open (idle or in use).
     permits: Arc<Semaphore>,

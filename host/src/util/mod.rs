@@ -81,19 +81,6 @@ pub fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_owned()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escape_and_truncate_are_safe() {
-        assert_eq!(escape("a\u{1b}[31m"), "a\\u{1b}[31m");
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(random_below(0), 0);
-        assert!(random_below(3) < 3);
-    }
-}
-
 /// Runs `work` as its own tokio task and waits for it; the task is aborted if the wait is
 /// dropped. A host call that awaits this keeps deep, one-off call stacks (a TLS or WebSocket
 /// handshake) off the session's fiber stack, whose touched pages stay resident for as long
@@ -113,3 +100,17 @@ where
     let _guard = AbortOnDrop(task.abort_handle());
     task.await.ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_and_truncate_are_safe() {
+        assert_eq!(escape("a\u{1b}[31m"), "a\\u{1b}[31m");
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(random_below(0), 0);
+        assert!(random_below(3) < 3);
+    }
+}
+
