@@ -33,6 +33,8 @@ struct Conn {
     driver: Driver,
     /// The `host` header for this connection's origin, made once.
     host: HeaderValue,
+    /// When it last went back to the idle list.
+    idle_since: Instant,
     counters: Arc<ByteCounters>,
     _permit: OwnedSemaphorePermit,
 }
@@ -45,6 +47,17 @@ struct Driver {
 }
 
 impl Driver {
+    /// Polls the connection once without waiting, so it notices a close that arrived.
+    async fn look(&mut self) {
+        std::future::poll_fn(|cx| {
+            if !self.ended && Pin::new(&mut self.io).poll(cx).is_ready() {
+                self.ended = true;
+            }
+            Poll::Ready(())
+        })
+        .await;
+    }
+
     /// Runs `work` (a request on this connection) while driving the connection on this task.
     async fn run<F: Future>(&mut self, work: F) -> F::Output {
         let mut work = std::pin::pin!(work);
@@ -62,9 +75,17 @@ impl Driver {
     }
 }
 
+/// An idle connection not used for this long is checked for a close from the server before
+/// it is reused (one read attempt); one reused at once skips the syscall.
+const STALE_AFTER: Duration = Duration::from_millis(1);
+
 impl Conn {
     /// Whether the connection can take the next request (driving it until it says so).
     async fn ready(&mut self) -> bool {
+        if self.idle_since.elapsed() >= STALE_AFTER {
+            // Let hyper read what came while it idled: a close or reset from the server.
+            self.driver.look().await;
+        }
         if self.driver.ended {
             return false;
         }
@@ -238,6 +259,7 @@ impl HttpClient {
         }
         let (sent1, recv1) = conn.counters.read();
         if !connection_close(&parts.headers) && !conn.driver.ended {
+            conn.idle_since = Instant::now();
             self.idle.entry(origin).or_default().push(conn);
         }
         let headers = if keep.contains(ResponseParts::HEADERS) {
@@ -357,6 +379,7 @@ async fn open(
         sender,
         driver: Driver { io, ended: false },
         host: host_header(url)?,
+        idle_since: Instant::now(),
         counters,
         _permit: permit,
     };

@@ -113,4 +113,3 @@ mod tests {
         assert!(random_below(3) < 3);
     }
 }
-
