@@ -41,6 +41,27 @@ async fn http_basic_reuses_one_connection_per_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_keeping_hands_back_only_the_parts_asked_for_and_counts_the_rest() {
+    let server = crate::support::target(Default::default());
+    let plan = plan("evil", 3, Some(server.base_url()), &["evil.mode=keeping"]);
+    let r = run(&plan).await.report;
+    assert_eq!(ended(&r, "completed"), 3, "{}", r.summary_table());
+    assert_eq!(r.checks.len(), 4, "{:?}", r.checks.keys());
+    for (name, count) in &r.checks {
+        assert_eq!((count.passed, count.failed), (3, 0), "check `{name}`");
+    }
+    // Every request is recorded and reaches the server, whatever the scenario kept of it.
+    assert_eq!(metric(&r, "http GET /").count, 9);
+    assert_eq!(server.stats().requests_to("GET", "/"), 9);
+    assert_eq!(
+        metric(&r, "http redirect hop").count,
+        6,
+        "two hops per session"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_surface_behaves_as_documented() {
     let server = crate::support::target(Default::default());
     let plan = plan(

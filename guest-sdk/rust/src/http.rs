@@ -31,7 +31,7 @@ pub struct Request {
     inner: host::Request,
     /// The response parts handed back (all unless [`Request::discard_body`] or
     /// [`Request::status_only`]).
-    keep: ResponseParts,
+    pub(crate) keep: ResponseParts,
     /// A builder step that failed (e.g. a value that does not serialize to JSON); reported
     /// when the request is sent.
     error: Option<Error>,

@@ -156,3 +156,14 @@ fn response_helpers() {
     assert!(matches!(res.json::<u32>(), Err(Error::Json(_))));
     assert!(res.ok());
 }
+
+#[test]
+fn a_request_keeps_every_response_part_unless_told() {
+    use crate::wit::chaperon::scenario::http::ResponseParts;
+    assert_eq!(Request::get("/").keep, ResponseParts::all());
+    assert_eq!(Request::get("/").status_only().keep, ResponseParts::empty());
+    assert_eq!(
+        Request::get("/").discard_body().keep,
+        ResponseParts::HEADERS
+    );
+}

@@ -310,6 +310,35 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             s.check("get ok", res.ok());
             Ok(())
         }
+        // The same GET taken whole, status only and without its body; each result a check.
+        "keeping" => {
+            let full = s.get("/")?;
+            let bare = s.send(Request::get("/").status_only())?;
+            let no_body = s.send(Request::get("/").discard_body())?;
+            let hops = s.send(
+                Request::get("/redirect/2")
+                    .follow_redirects(3)
+                    .status_only(),
+            )?;
+            s.check(
+                "whole: headers and body",
+                !full.headers.is_empty() && full.text() == "chaperon demo target\n",
+            );
+            s.check(
+                "status_only: status and byte counts, no headers, no body",
+                bare.status == 200
+                    && bare.ok()
+                    && bare.headers.is_empty()
+                    && bare.body.is_empty()
+                    && bare.bytes_received as usize > full.body.len(),
+            );
+            s.check(
+                "discard_body: headers, no body",
+                no_body.header("content-length") == Some("21") && no_body.body.is_empty(),
+            );
+            s.check("status_only still follows redirects", hops.status == 200);
+            Ok(())
+        }
         // Exercises the HTTP surface against the demo target; each result is a named check.
         "http_features" => http_features(s),
         // WebSocket handshake with the session's cookies, headers, auth and a subprotocol; the
