@@ -43,13 +43,7 @@ async fn http_basic_reuses_one_connection_per_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_keeping_hands_back_only_the_parts_asked_for_and_counts_the_rest() {
     let server = crate::support::target(Default::default());
-    let plan = plan("evil", 3, Some(server.base_url()), &["evil.mode=keeping"]);
-    let r = run(&plan).await.report;
-    assert_eq!(ended(&r, "completed"), 3, "{}", r.summary_table());
-    assert_eq!(r.checks.len(), 4, "{:?}", r.checks.keys());
-    for (name, count) in &r.checks {
-        assert_eq!((count.passed, count.failed), (3, 0), "check `{name}`");
-    }
+    let r = checks_all_pass(&server, "keeping", 3, 4).await;
     // Every request is recorded and reaches the server, whatever the scenario kept of it.
     assert_eq!(metric(&r, "http GET /").count, 9);
     assert_eq!(server.stats().requests_to("GET", "/"), 9);
@@ -62,20 +56,48 @@ async fn send_keeping_hands_back_only_the_parts_asked_for_and_counts_the_rest() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_http_surface_behaves_as_documented() {
+async fn a_reused_url_never_carries_an_earlier_requests_query() {
     let server = crate::support::target(Default::default());
+    checks_all_pass(&server, "query_then_plain", 2, 2).await;
+    server.shutdown().await;
+}
+
+/// Runs the evil guest in `mode` as `sessions` sessions against `server`; each completes and
+/// passes every one of its `checks` named checks.
+async fn checks_all_pass(
+    server: &chaperon_target::TargetServer,
+    mode: &str,
+    sessions: u32,
+    checks: usize,
+) -> chaperon_host::report::Report {
     let plan = plan(
         "evil",
-        2,
+        sessions,
         Some(server.base_url()),
-        &["evil.mode=http_features"],
+        &[&format!("evil.mode={mode}")],
     );
     let r = run(&plan).await.report;
-    assert_eq!(ended(&r, "completed"), 2, "{}", r.summary_table());
+    assert_eq!(
+        ended(&r, "completed"),
+        u64::from(sessions),
+        "{}",
+        r.summary_table()
+    );
     for (name, count) in &r.checks {
-        assert_eq!((count.passed, count.failed), (2, 0), "check `{name}`");
+        assert_eq!(
+            (count.passed, count.failed),
+            (u64::from(sessions), 0),
+            "check `{name}`"
+        );
     }
-    assert_eq!(r.checks.len(), 15, "{:?}", r.checks.keys());
+    assert_eq!(r.checks.len(), checks, "{:?}", r.checks.keys());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_surface_behaves_as_documented() {
+    let server = crate::support::target(Default::default());
+    let r = checks_all_pass(&server, "http_features", 2, 15).await;
     let status = metric(&r, "http GET /status/404");
     assert_eq!(status.count, 4, "both 404s are latency samples");
     assert_eq!(

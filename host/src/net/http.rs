@@ -3,7 +3,7 @@
 //! Connections are opened by [`connect`](super::connect::connect) (the policy checkpoint, timed
 //! DNS/connect/TLS phases, byte counters) and driven by hyper's low-level client, inside the
 //! session's own task: no per-connection task, so a request costs no hop to another task and
-//! back (see [`driving`]). Each open connection owns one permit of the session's connection
+//! back (see [`Driver`]). Each open connection owns one permit of the session's connection
 //! semaphore, so the cap is tied to connection ownership: a request cancelled by its timeout
 //! drops its connection and with it the permit, and nothing can leak the count.
 
@@ -47,12 +47,17 @@ struct Driver {
 }
 
 impl Driver {
+    /// Lets the connection read and write what it can now; notes when it has ended.
+    fn poll_io(&mut self, cx: &mut std::task::Context<'_>) {
+        if !self.ended && Pin::new(&mut self.io).poll(cx).is_ready() {
+            self.ended = true;
+        }
+    }
+
     /// Polls the connection once without waiting, so it notices a close that arrived.
     async fn look(&mut self) {
         std::future::poll_fn(|cx| {
-            if !self.ended && Pin::new(&mut self.io).poll(cx).is_ready() {
-                self.ended = true;
-            }
+            self.poll_io(cx);
             Poll::Ready(())
         })
         .await;
@@ -66,9 +71,7 @@ impl Driver {
                 return Poll::Ready(out);
             }
             // The request is queued: let the connection write it, then look again.
-            if !self.ended && Pin::new(&mut self.io).poll(cx).is_ready() {
-                self.ended = true;
-            }
+            self.poll_io(cx);
             work.as_mut().poll(cx)
         })
         .await

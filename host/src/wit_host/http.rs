@@ -22,7 +22,9 @@ struct Prepared {
 
 impl HttpCtx {
     fn prepare(&mut self, mut request: Request) -> Prepared {
-        if request.query.is_empty()
+        // Only a request without query pairs is cached: the resolved URL carries them.
+        let cacheable = request.query.is_empty();
+        if cacheable
             && let Some(r) = &self.recent
             && r.method == request.method
             && r.text == request.url
@@ -51,7 +53,7 @@ impl HttpCtx {
             (None, Err(_)) => request.url.as_str(),
         };
         let key = MetricKey::http(method, name);
-        if let (Ok(u), true) = (&url, request.query.is_empty()) {
+        if let (Ok(u), true) = (&url, cacheable) {
             self.recent = Some(Recent {
                 method: request.method,
                 text: request.url.clone(),

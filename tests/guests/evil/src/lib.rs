@@ -339,6 +339,14 @@ fn misbehave(s: &mut Session, mode: &str) -> Result {
             s.check("status_only still follows redirects", hops.status == 200);
             Ok(())
         }
+        // The same path with and then without query pairs: the second must carry none.
+        "query_then_plain" => {
+            let with: Value = s.send(Request::get("/search").query("q", "rust"))?.json()?;
+            let without: Value = s.get("/search")?.json()?;
+            s.check("query sent", with["q"] == "rust");
+            s.check("no query carried over", without["q"] == "");
+            Ok(())
+        }
         // Exercises the HTTP surface against the demo target; each result is a named check.
         "http_features" => http_features(s),
         // WebSocket handshake with the session's cookies, headers, auth and a subprotocol; the
