@@ -141,9 +141,15 @@ pub struct BenchArgs {
     /// A component whose `run` waits in a delay (tests/guests/evil in mode "delay").
     #[arg(long, default_value = "target/wasm32-wasip2/guest/evil.wasm")]
     pub idle_component: PathBuf,
-    /// The pingpong component (idle WebSocket sessions use its ws_connect).
-    #[arg(long, default_value = "target/wasm32-wasip2/guest/evil.wasm")]
-    pub ws_component: PathBuf,
+    /// Components whose idle WebSocket sessions are measured (comma-separated): pingpong
+    /// holding its connection (`ping_pong.hold_ms`), a typical scenario, and evil in mode
+    /// "ws_hold", which imports every function of the world (the largest instance).
+    #[arg(
+        long,
+        default_value = "target/wasm32-wasip2/guest/pingpong.wasm,target/wasm32-wasip2/guest/evil.wasm",
+        value_delimiter = ','
+    )]
+    pub ws_components: Vec<PathBuf>,
     /// Session counts to measure memory at (comma-separated).
     #[arg(long, default_value = "1000,10000", value_delimiter = ',')]
     pub sessions: Vec<u32>,

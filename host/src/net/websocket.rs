@@ -44,7 +44,9 @@ pub const QUEUE_BYTES: usize = 4 << 20;
 /// An open connection (the host side of the WIT `connection` resource).
 pub struct WsConnection {
     sink: Sink,
-    inbound: mpsc::Receiver<Inbound>,
+    /// Boxed items: the channel allocates its first block of 32 slots up front, for every
+    /// connection, idle or not; a pointer per slot keeps that block small.
+    inbound: mpsc::Receiver<Box<Inbound>>,
     reader: tokio::task::JoinHandle<()>,
     /// Set once the peer closed or the connection failed.
     done: Option<RequestError>,
@@ -147,7 +149,7 @@ fn handshake_request(
 
 async fn read_loop(
     mut stream: SplitStream<WebSocketStream<NetStream>>,
-    tx: mpsc::Sender<Inbound>,
+    tx: mpsc::Sender<Box<Inbound>>,
     budget: Arc<Semaphore>,
     memory: HostMemory,
 ) {
@@ -160,12 +162,12 @@ async fn read_loop(
                     .map(|f| (u16::from(f.code), f.reason.to_string()))
                     .unwrap_or((1005, String::new()));
                 let close = Message::Close((code, reason));
-                let _ = tx.send(Inbound::Message(close, None)).await;
+                let _ = tx.send(Box::new(Inbound::Message(close, None))).await;
                 return;
             }
             Ok(_) => continue,
             Err(e) => {
-                let _ = tx.send(Inbound::Failed(read_error(&e))).await;
+                let _ = tx.send(Box::new(Inbound::Failed(read_error(&e)))).await;
                 return;
             }
         };
@@ -179,14 +181,16 @@ async fn read_loop(
         };
         let held = charge_when_room(&memory, &message).await;
         if tx
-            .send(Inbound::Message(message, Some((share, held))))
+            .send(Box::new(Inbound::Message(message, Some((share, held)))))
             .await
             .is_err()
         {
             return;
         }
     }
-    let _ = tx.send(Inbound::Failed(RequestError::Reset)).await;
+    let _ = tx
+        .send(Box::new(Inbound::Failed(RequestError::Reset)))
+        .await;
 }
 
 /// Charges a queued message to the session's host memory, waiting (and so not reading: TCP
@@ -232,7 +236,8 @@ impl WsConnection {
         if let Some(e) = &self.done {
             return Err(e.clone());
         }
-        match tokio::time::timeout(timeout, self.inbound.recv()).await {
+        let next = tokio::time::timeout(timeout, self.inbound.recv()).await;
+        match next.map(|item| item.map(|b| *b)) {
             Err(_) => Err(RequestError::Timeout),
             Ok(None) => Err(self.finish(RequestError::Reset)),
             Ok(Some(Inbound::Failed(e))) => Err(self.finish(e)),
@@ -281,7 +286,7 @@ impl WsConnection {
         self.send(tungstenite::Message::Close(Some(frame)), CLOSE_WAIT)
             .await?;
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
-            while let Some(Inbound::Message(m, _)) = self.inbound.recv().await {
+            while let Some(Inbound::Message(m, _)) = self.inbound.recv().await.map(|b| *b) {
                 if matches!(m, Message::Close(_)) {
                     break;
                 }

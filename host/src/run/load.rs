@@ -135,7 +135,7 @@ pub async fn scenarios(
             name: sp.name.as_str().into(),
             tenant: sp.tenant.as_str().into(),
             data: plan.data.get(&sp.tenant).cloned().unwrap_or_default(),
-            config: sp.config.clone(),
+            config: Arc::new(sp.config.clone()),
             limits: limits.clone(),
             net: Arc::new(net_config(plan, sp, &env.gate)),
             sink: env.sink_of(&sp.tenant),

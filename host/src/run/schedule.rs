@@ -159,7 +159,11 @@ async fn drive(sc: Arc<Loaded>, ctl: Ctl) {
             let mut users = JoinSet::new();
             for vu in 0..vus {
                 let user = VirtualUser::new(&sc, ctl.clone(), vu);
-                users.spawn(user.run_closed(iterations, end));
+                let f = user.run_closed(iterations, end);
+                if vu == 0 {
+                    eprintln!("SIZE closed task {}", std::mem::size_of_val(&f));
+                }
+                users.spawn(f);
             }
             while users.join_next().await.is_some() {}
         }
@@ -399,13 +403,15 @@ impl Arrival {
                 VirtualUser::new(sc, ctl.clone(), vu)
             });
             let free = free.clone();
-            running.spawn(async move {
+            let f = async move {
                 user.iterate(Some(due), sleep_until(cut_at)).await;
                 if let Ok(mut f) = free.lock() {
                     f.push(user);
                 }
                 drop(slot);
-            });
+            };
+            eprintln!("SIZE arrival task {}", std::mem::size_of_val(&f));
+            running.spawn(f);
             while running.try_join_next().is_some() {}
         }
         while running.join_next().await.is_some() {}
@@ -419,16 +425,21 @@ impl Loaded {
         identity: SessionIdentity,
         http: Option<HttpClient>,
     ) -> (SessionEnd, Option<HttpClient>) {
-        let plan = &self.plan;
         let deadline = Deadline::after(self.timeout);
-        let config = plan.config.clone();
         match &self.runs {
             Runs::Component(scenario) => {
+                // The scenario's config is this plan's, shared rather than copied per session.
+                let config = scenario.config.clone();
                 let seed = Seed::fresh(identity, config, deadline).continuing(http);
                 let finished = lifecycle::run(scenario, seed).await;
                 (finished.end, finished.http)
             }
-            Runs::Sequence(steps) => (run_sequence(steps, identity, config, deadline).await, None),
+            Runs::Sequence(steps) => {
+                let config = self.plan.config.clone();
+                // Boxed: a sequence's state machine is large, and only sequences should pay it.
+                let steps = Box::pin(run_sequence(steps, identity, config, deadline));
+                (steps.await, None)
+            }
         }
     }
 

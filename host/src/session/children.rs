@@ -80,7 +80,7 @@ impl Family {
 #[derive(Clone)]
 struct ChildSeed {
     scenario: Arc<ScenarioRt>,
-    config: serde_json::Value,
+    config: Arc<serde_json::Value>,
     assigns: serde_json::Value,
     cookies: crate::net::cookies::Cookies,
     parent_id: String,

@@ -19,7 +19,7 @@ use wasmtime::{Store, UpdateDeadline};
 /// What a session starts from.
 pub struct Seed {
     pub identity: SessionIdentity,
-    pub config: Value,
+    pub config: Arc<Value>,
     pub assigns: Value,
     pub cookies: Cookies,
     pub family: Family,
@@ -33,7 +33,7 @@ pub struct Seed {
 
 impl Seed {
     /// A session of its own: empty assigns and jar, no family.
-    pub fn fresh(identity: SessionIdentity, config: Value, deadline: Deadline) -> Seed {
+    pub fn fresh(identity: SessionIdentity, config: Arc<Value>, deadline: Deadline) -> Seed {
         Seed {
             identity,
             config,
@@ -173,7 +173,9 @@ pub async fn run(scenario: &Arc<ScenarioRt>, seed: Seed) -> Finished {
         store.data_mut().sandbox.cpu.reset();
         pre.instantiate_async(&mut store).await
     };
-    let instance = match deadline.enforce(instantiate).await {
+    // Instantiation and teardown are boxed: a session's future is allocated at its largest
+    // state for all its life, and an idle session waits in `run`, a smaller one.
+    let instance = match Box::pin(deadline.enforce(instantiate)).await {
         Some(Ok(i)) => i,
         Some(Err(e)) => {
             let end = store.data().sandbox.instantiate_error(&e);
@@ -194,7 +196,7 @@ pub async fn run(scenario: &Arc<ScenarioRt>, seed: Seed) -> Finished {
     }
     if end.runs_teardown() {
         let window = store.data().session.deadline;
-        let teardown = window.enforce(teardown(&instance, &mut store)).await;
+        let teardown = Box::pin(window.enforce(teardown(&instance, &mut store))).await;
         if let (true, Some(e)) = (
             end.is_completed(),
             teardown.unwrap_or(Some(SessionEnd::Timeout)),

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 /// The config of a nested run: the scenario's own, then `caller`'s (when given), then `given`.
 pub fn nested_config(target: &ScenarioRt, caller: Option<&Value>, given: Value) -> Value {
-    let mut config = target.config.clone();
+    let mut config = Value::clone(&target.config);
     if let Some(c) = caller {
         jsonpath::deep_merge(&mut config, c.clone());
     }
@@ -77,7 +77,7 @@ pub async fn run_scenario(
             parent_id: Some(state.identity.id.clone()),
             ..state.identity.clone()
         },
-        config,
+        config: Arc::new(config),
         assigns: state.assigns.clone(),
         cookies: cookies.clone(),
         family: Default::default(),
@@ -110,7 +110,7 @@ pub async fn run_sequence(
                 parent_id: Some(identity.id.clone()),
                 ..identity.clone()
             },
-            config: nested_config(step, Some(&config), assigns.clone()),
+            config: Arc::new(nested_config(step, Some(&config), assigns.clone())),
             assigns,
             cookies: cookies.clone(),
             family: Default::default(),

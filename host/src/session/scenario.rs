@@ -37,8 +37,9 @@ pub struct ScenarioRt {
     pub tenant: Arc<str>,
     /// Its tenant's data sets.
     pub data: Arc<BTreeMap<String, Dataset>>,
-    /// The scenario's own config: `[config]`, its `config`, then the command line's.
-    pub config: Value,
+    /// The scenario's own config: `[config]`, its `config`, then the command line's. Shared:
+    /// a session copies it only when its guest sets a value (copy on write).
+    pub config: Arc<Value>,
     pub limits: Limits,
     /// Base URL, TLS and network caps of its sessions' connections.
     pub net: Arc<NetConfig>,

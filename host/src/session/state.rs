@@ -42,7 +42,8 @@ pub struct SessionState {
 pub struct SessionCtx {
     pub scenario: Arc<ScenarioRt>,
     pub identity: SessionIdentity,
-    pub config: Value,
+    /// Shared with the scenario and the session's children until the guest sets a value.
+    pub config: Arc<Value>,
     pub assigns: Value,
     pub traces: Traces,
     pub logs: LogLimiter,

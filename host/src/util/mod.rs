@@ -84,9 +84,12 @@ pub fn first_line(s: &str) -> String {
 /// Runs `work` as its own tokio task and waits for it; the task is aborted if the wait is
 /// dropped. A host call that awaits this keeps deep, one-off call stacks (a TLS or WebSocket
 /// handshake) off the session's fiber stack, whose touched pages stay resident for as long
-/// as the session lives. `None` when the task failed.
-pub async fn on_own_task<F>(work: F) -> Option<F::Output>
+/// as the session lives. `make` builds the work on the task, boxed: what is spawned from the
+/// fiber is a few words, not the work's whole state machine, whose moves would touch as many
+/// stack pages as it is large. `None` when the task failed.
+pub async fn on_own_task<M, F>(make: M) -> Option<F::Output>
 where
+    M: FnOnce() -> F + Send + 'static,
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
@@ -96,7 +99,7 @@ where
             self.0.abort();
         }
     }
-    let task = tokio::spawn(work);
+    let task = tokio::spawn(async move { Box::pin(make()).await });
     let _guard = AbortOnDrop(task.abort_handle());
     task.await.ok()
 }

@@ -87,7 +87,7 @@ fn set_value(
         Err(e) => return Ok(Err(e)),
     };
     let root = match store {
-        Store::Config => &mut ctx.config,
+        Store::Config => std::sync::Arc::make_mut(&mut ctx.config),
         Store::Assigns => &mut ctx.assigns,
     };
     // A new key costs its path; a replaced value gives its bytes back.

@@ -66,31 +66,42 @@ impl websocket::HostConnection for WsCtx {
         url: String,
         options: ConnectOptions,
     ) -> Wt<Result<Resource<Connection>, RequestError>> {
-        let start = Instant::now();
-        let url = resolve(self.net.base_url.as_ref(), &url, true);
-        let flight = self
-            .sink
-            .in_flight(Self::connect_key(&url, options.metric_name.as_deref()));
-        let r = match url {
-            Err(e) => Err(e),
-            Ok(_) if self.open >= self.cap => Err(RequestError::TooManyConnections),
-            Ok(_) if self.deadline.passed() => Err(RequestError::ConnectTimeout),
-            Ok(url) => {
-                let (net, cookies, memory) =
-                    (self.net.clone(), self.cookies.clone(), self.memory.clone());
-                crate::util::on_own_task(async move {
-                    ws::connect(&net, &cookies, &memory, &url, &options).await
-                })
-                .await
-                .unwrap_or(Err(RequestError::Interrupted))
-            }
+        let refused = if self.open >= self.cap {
+            Some(RequestError::TooManyConnections)
+        } else if self.deadline.passed() {
+            Some(RequestError::ConnectTimeout)
+        } else {
+            None
         };
+        let (net, cookies, memory, sink) = (
+            self.net.clone(),
+            self.cookies.clone(),
+            self.memory.clone(),
+            self.sink.clone(),
+        );
+        // All of it on its own task, recording included: what runs on the session's fiber
+        // stack stays resident there for the session's life (a deep connect path cost 8 KiB
+        // per idle WebSocket session).
+        let r = crate::util::on_own_task(move || async move {
+            let start = Instant::now();
+            let url = resolve(net.base_url.as_ref(), &url, true);
+            let flight = sink.in_flight(Self::connect_key(&url, options.metric_name.as_deref()));
+            let r = match (url, refused) {
+                (Err(e), _) | (Ok(_), Some(e)) => Err(e),
+                (Ok(url), None) => ws::connect(&net, &cookies, &memory, &url, &options).await,
+            };
+            flight.action(start, &r);
+            if let Ok(conn) = &r {
+                let t = conn.phases;
+                sink.ws_phases(t.dns_us, t.connect_us, t.tls_us);
+            }
+            r
+        })
+        .await
+        .unwrap_or(Err(RequestError::Interrupted));
         self.mark.host_returned();
-        flight.action(start, &r);
         match r {
             Ok(conn) => {
-                let t = conn.phases;
-                self.sink.ws_phases(t.dns_us, t.connect_us, t.tls_us);
                 self.open += 1;
                 self.wire.push(conn.counters.clone());
                 let host = self.table.push(conn)?;
