@@ -109,29 +109,16 @@ async fn bench(args: &BenchArgs) -> Result<Vec<Row>, String> {
     for &n in &args.sessions {
         let n = n.min(socket_cap(&sys));
         let idle = memory_per_session(&args.idle_component, n, &target.base_url, false)?;
-        rows.push(Row {
-            what: format!("RSS per idle session (no connection) at {n}, KiB"),
-            figure: format!("{:.1}", idle.rss),
-            goal: "",
-        });
-        rows.push(Row {
-            what: format!("private memory per idle session (no connection) at {n}, KiB"),
-            figure: format!("{:.1}", idle.private),
-            goal: "",
-        });
+        idle.push_rows(
+            &mut rows,
+            &format!("idle session (no connection) at {n}"),
+            "",
+        );
         for component in &args.ws_components {
             let ws = memory_per_session(component, n, &target.base_url, true)?;
             let name = component.file_stem().unwrap_or_default().to_string_lossy();
-            rows.push(Row {
-                what: format!("RSS per idle WebSocket session ({name}) at {n}, KiB"),
-                figure: format!("{:.1}", ws.rss),
-                goal: "",
-            });
-            rows.push(Row {
-                what: format!("private memory per idle WebSocket session ({name}) at {n}, KiB"),
-                figure: format!("{:.1}", ws.private),
-                goal: "<= 64",
-            });
+            let what = format!("idle WebSocket session ({name}) at {n}");
+            ws.push_rows(&mut rows, &what, "<= 64");
         }
     }
     Ok(rows)
@@ -256,6 +243,22 @@ async fn host_call_ns(component: &Path) -> Result<f64, String> {
     let base = time(0).await?;
     let full = time(CALLS).await?;
     Ok((full - base).max(0.0) * 1e9 / f64::from(CALLS))
+}
+
+impl PerSession {
+    /// Its two rows: RSS, and private memory (the figure with a goal).
+    fn push_rows(&self, rows: &mut Vec<Row>, what: &str, goal: &'static str) {
+        rows.push(Row {
+            what: format!("RSS per {what}, KiB"),
+            figure: format!("{:.1}", self.rss),
+            goal: "",
+        });
+        rows.push(Row {
+            what: format!("private memory per {what}, KiB"),
+            figure: format!("{:.1}", self.private),
+            goal,
+        });
+    }
 }
 
 /// Memory one more idle session costs, in KiB.
