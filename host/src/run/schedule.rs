@@ -20,7 +20,7 @@ use crate::util::random_below;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until};
 
@@ -54,7 +54,11 @@ struct Ctl {
     /// `Graceful`: start nothing new; `Now`: interrupt running iterations.
     halt: watch::Receiver<Stop>,
     permits: Arc<Semaphore>,
-    ends: mpsc::UnboundedSender<Ended>,
+    /// Sessions alive at once at most (the pool's size).
+    slots: usize,
+    /// Where sessions put their end: a list under a lock, not a channel, so a session's end
+    /// wakes no task (a wake per session cost a cross-thread unpark at high start rates).
+    ends: Arc<std::sync::Mutex<Vec<Ended>>>,
     grace: Duration,
     live: Arc<super::live::Live>,
     not_started: Arc<std::sync::atomic::AtomicU64>,
@@ -84,16 +88,17 @@ pub async fn run_sessions(
     live: Arc<super::live::Live>,
 ) -> Sessions {
     let (halt_tx, halt) = watch::channel(Stop::Running);
-    let (ends_tx, mut ends_rx) = mpsc::unbounded_channel();
     let ctl = Ctl {
         halt,
+        slots: permits.available_permits(),
         permits,
-        ends: ends_tx,
+        ends: Arc::default(),
         grace: limits.graceful_stop,
         live,
         not_started: Arc::default(),
     };
     let not_started = ctl.not_started.clone();
+    let ended = ctl.ends.clone();
     let mut drivers = JoinSet::new();
     for sc in scenarios.into_iter().filter(|s| s.plan.sessions > 0) {
         drivers.spawn(drive(sc, ctl.clone()));
@@ -101,7 +106,6 @@ pub async fn run_sessions(
     drop(ctl);
     let test_end = Instant::now() + limits.max_duration;
     let stop = &mut options.stop;
-    let mut ends = Vec::new();
     let mut grace_end: Option<Instant> = None;
     let mut watching = true;
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
@@ -116,7 +120,6 @@ pub async fn run_sessions(
         }
         tokio::select! {
             next = drivers.join_next() => if next.is_none() { break },
-            Some(e) = ends_rx.recv() => ends.push(e),
             changed = stop.changed(), if watching => watching = changed.is_ok(),
             _ = sleep_until(test_end), if grace_end.is_none() => {
                 let _ = halt_tx.send(Stop::Graceful);
@@ -126,9 +129,10 @@ pub async fn run_sessions(
             }
         }
     }
-    while let Ok(e) = ends_rx.try_recv() {
-        ends.push(e);
-    }
+    let ends = ended
+        .lock()
+        .map(|mut e| std::mem::take(&mut *e))
+        .unwrap_or_default();
     let interrupted = *stop.borrow() != Stop::Running;
     let cut = ends.iter().filter(|e| e.cut).count() as u64;
     Sessions {
@@ -157,13 +161,21 @@ async fn drive(sc: Arc<Loaded>, ctl: Ctl) {
         } => {
             let end = duration.map(|d| start + d);
             let mut users = JoinSet::new();
+            // One-session users past twice the pool wait unspawned: 100,000 sessions do not
+            // allocate 100,000 waiting tasks first. Users with more iterations all start, as
+            // they share the pool between iterations.
+            let window = if iterations == Some(1) {
+                ctl.slots.saturating_mul(2).max(1)
+            } else {
+                usize::MAX
+            };
             for vu in 0..vus {
-                let user = VirtualUser::new(&sc, ctl.clone(), vu);
-                let f = user.run_closed(iterations, end);
-                if vu == 0 {
-                    eprintln!("SIZE closed task {}", std::mem::size_of_val(&f));
+                while users.len() >= window && users.join_next().await.is_some() {}
+                if ctl.halted() {
+                    break;
                 }
-                users.spawn(f);
+                let user = VirtualUser::new(&sc, ctl.clone(), vu);
+                users.spawn(user.run_closed(iterations, end));
             }
             while users.join_next().await.is_some() {}
         }
@@ -332,7 +344,9 @@ impl VirtualUser {
         let started = Instant::now();
         let live = &self.ctl.live;
         live.active.fetch_add(1, Relaxed);
-        let run = self.sc.run(identity, http);
+        // Boxed once it has a slot: a user waiting for one (all but `max_concurrent` of a
+        // large run) then holds a few hundred bytes rather than a whole session's future.
+        let run = Box::pin(self.sc.run(identity, http));
         let (end, cut) = tokio::select! {
             (end, http) = run => {
                 self.http = http;
@@ -354,7 +368,10 @@ impl VirtualUser {
             end,
             cut,
         };
-        self.ctl.ends.send(ended).is_ok() && !self.ctl.halted()
+        if let Ok(mut ends) = self.ctl.ends.lock() {
+            ends.push(ended);
+        }
+        !self.ctl.halted()
     }
 }
 
@@ -403,15 +420,13 @@ impl Arrival {
                 VirtualUser::new(sc, ctl.clone(), vu)
             });
             let free = free.clone();
-            let f = async move {
+            running.spawn(async move {
                 user.iterate(Some(due), sleep_until(cut_at)).await;
                 if let Ok(mut f) = free.lock() {
                     f.push(user);
                 }
                 drop(slot);
-            };
-            eprintln!("SIZE arrival task {}", std::mem::size_of_val(&f));
-            running.spawn(f);
+            });
             while running.try_join_next().is_some() {}
         }
         while running.join_next().await.is_some() {}
