@@ -111,6 +111,10 @@ pub struct HttpClient {
     /// Durations (µs) of the redirect hops followed since [`HttpClient::take_hops`]: each is a
     /// request the target served, counted as such.
     hops: Vec<u32>,
+    /// The request timeout, one timer per client: pushing a later deadline into an armed
+    /// timer is an atomic store, where a fresh `timeout` per request inserted into and removed
+    /// from the runtime's timer wheel (under its lock) every time.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl HttpClient {
@@ -122,6 +126,7 @@ impl HttpClient {
             cookies,
             memory,
             hops: Vec::new(),
+            timer: None,
         }
     }
 
@@ -158,10 +163,23 @@ impl HttpClient {
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(net.request_timeout)
             .min(left);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut timer = match self.timer.take() {
+            Some(mut t) => {
+                t.as_mut().reset(deadline);
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
         // Boxed once here so the layers above move a pointer, not this future's few KiB.
-        tokio::time::timeout(timeout, Box::pin(self.follow(net, request, url, keep)))
-            .await
-            .unwrap_or(Err(RequestError::Timeout))
+        let exchange = Box::pin(self.follow(net, request, url, keep));
+        let r = tokio::select! {
+            biased;
+            r = exchange => r,
+            () = timer.as_mut() => Err(RequestError::Timeout),
+        };
+        self.timer = Some(timer);
+        r
     }
 
     /// Sends and follows up to `follow-redirects` hops (at most the run's cap); 303 (and
@@ -343,13 +361,8 @@ impl HttpClient {
 
     /// A lane for a parallel request: the same jar and cap, and one idle connection.
     fn fork(&mut self) -> HttpClient {
-        let mut lane = HttpClient {
-            idle: HashMap::new(),
-            permits: self.permits.clone(),
-            cookies: self.cookies.clone(),
-            memory: self.memory.clone(),
-            hops: Vec::new(),
-        };
+        let mut lane = HttpClient::new(0, self.cookies.clone(), self.memory.clone());
+        lane.permits = self.permits.clone();
         if let Some((origin, list)) = self.idle.iter_mut().find(|(_, l)| !l.is_empty())
             && let Some(conn) = list.pop()
         {
