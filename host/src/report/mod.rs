@@ -131,27 +131,42 @@ impl SessionSummary {
     /// Counts one ended session, keeping `example` (a failure or an abort) while there is
     /// room.
     pub fn record_end(&mut self, kind: &str, example: Option<SessionFailure>) {
-        add_count(&mut self.ended, kind, 1);
+        self.count_ends(kind, 1);
+        if let Some(example) = example {
+            self.add_example(kind, example);
+        }
+    }
+
+    /// Counts `n` sessions that ended as `kind`.
+    pub fn count_ends(&mut self, kind: &str, n: u64) {
+        add_count(&mut self.ended, kind, n);
+    }
+
+    /// Keeps `example` of a session that ended as `kind` (a failure or an abort) while its
+    /// list has room; a completed session is no example.
+    pub fn add_example(&mut self, kind: &str, example: SessionFailure) {
         let list = if kind == ABORTED {
             &mut self.aborted
         } else {
             &mut self.failures
         };
-        if let Some(example) = example
-            && kind != COMPLETED
-            && list.len() < MAX_FAILURE_EXAMPLES
-        {
+        if kind != COMPLETED && list.len() < MAX_FAILURE_EXAMPLES {
             list.push(example);
         }
     }
 
     /// Counts one end under a named tenant as well (the implicit tenant, "", is not listed).
     pub fn record_tenant_end(&mut self, tenant: &str, kind: &str) {
+        self.count_tenant_ends(tenant, kind, 1);
+    }
+
+    /// Counts `n` ends under a named tenant (the implicit tenant, "", is not listed).
+    pub fn count_tenant_ends(&mut self, tenant: &str, kind: &str, n: u64) {
         if tenant.is_empty() {
             return;
         }
         let kinds = self.by_tenant.entry(tenant.to_owned()).or_default();
-        add_count(kinds, kind, 1);
+        add_count(kinds, kind, n);
     }
 
     /// Adds `other`'s counts and as many of its examples as still fit.

@@ -1,7 +1,7 @@
 //! The report of a run: session ends by reason (with failure and abort examples), metrics,
 //! provenance.
 
-use super::schedule::Ended;
+use super::ends::EndTally;
 use crate::metrics::MetricSet;
 use crate::plan::RunPlan;
 use crate::report::{
@@ -14,29 +14,36 @@ pub fn report(
     plan: &RunPlan,
     preflights: &[Preflight],
     metrics: &MetricSet,
-    ended: &[Ended],
+    ended: &EndTally,
     duration: f64,
     started_at: std::time::SystemTime,
 ) -> Result<Report, ReportError> {
     let mut sessions = SessionSummary {
-        started: ended.len() as u64,
+        started: ended.total(),
         ..SessionSummary::default()
     };
-    for e in ended {
-        let example = (!e.cut).then(|| SessionFailure {
+    let several = plan.scenarios.iter().filter(|s| s.sessions > 0).count() > 1;
+    for (scenario, kinds) in &ended.counts {
+        let tenant = tenant_of(plan, scenario);
+        for (&kind, &n) in kinds {
+            sessions.count_ends(kind, n);
+            if let Some(tenant) = tenant {
+                sessions.count_tenant_ends(tenant, kind, n);
+            }
+            if several {
+                let kinds = sessions.by_scenario.entry(scenario.clone()).or_default();
+                let count = kinds.entry(kind.to_owned()).or_default();
+                *count = count.saturating_add(n);
+            }
+        }
+    }
+    for e in &ended.examples {
+        let example = SessionFailure {
             session: e.id.clone(),
             scenario: e.scenario.clone(),
             reason: e.end.to_string(),
-        });
-        sessions.record_end(e.end.kind(), example);
-        if let Some(tenant) = tenant_of(plan, &e.scenario) {
-            sessions.record_tenant_end(tenant, e.end.kind());
-        }
-        if plan.scenarios.iter().filter(|s| s.sessions > 0).count() > 1 {
-            let kinds = sessions.by_scenario.entry(e.scenario.clone()).or_default();
-            let n = kinds.entry(e.end.kind().to_owned()).or_default();
-            *n = n.saturating_add(1);
-        }
+        };
+        sessions.add_example(e.end.kind(), example);
     }
     let components = plan
         .scenarios

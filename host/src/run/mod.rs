@@ -7,6 +7,7 @@
 //! Stopping (Ctrl-C) stops new sessions, lets running ones finish for the graceful-stop period,
 //! then drops them: they are reported as `interrupted`, and every completed result is kept.
 
+mod ends;
 mod finish;
 mod influx;
 mod live;
@@ -190,14 +191,7 @@ pub async fn run(plan: &RunPlan, options: RunOptions) -> Result<RunOutcome, RunE
     drop(ticker);
     let set = recorders.snapshot();
     let not_started = ended.not_started;
-    let mut report = finish::report(
-        plan,
-        &preflights,
-        &set,
-        &ended.sessions,
-        duration,
-        started_at,
-    )?;
+    let mut report = finish::report(plan, &preflights, &set, &ended.ends, duration, started_at)?;
     report.thresholds = plan
         .thresholds
         .iter()

@@ -8,6 +8,7 @@
 //! interrupted and counted as cut by the plan.
 
 use super::Stop;
+use super::ends::{EndTally, Ended};
 use super::load::{Loaded, Runs};
 use crate::net::http::HttpClient;
 use crate::outcome::SessionEnd;
@@ -27,18 +28,9 @@ use tokio::time::{Instant, sleep, sleep_until};
 /// Report counter of arrival-rate iterations that found no free virtual user in time.
 pub const DROPPED_ITERATIONS: &str = "dropped_iterations";
 
-/// One finished session.
-pub struct Ended {
-    pub id: String,
-    pub scenario: String,
-    pub end: SessionEnd,
-    /// Interrupted by the plan (the end of a shape or of the test), not a failure.
-    pub cut: bool,
-}
-
 /// The sessions of a run and how the run stopped.
 pub struct Sessions {
-    pub sessions: Vec<Ended>,
+    pub ends: EndTally,
     /// Stopped from outside (Ctrl-C) rather than by the plan.
     pub interrupted: bool,
     /// Sessions interrupted at a planned end (a shape's duration or ramp-down, or
@@ -56,9 +48,9 @@ struct Ctl {
     permits: Arc<Semaphore>,
     /// Sessions alive at once at most (the pool's size).
     slots: usize,
-    /// Where sessions put their end: a list under a lock, not a channel, so a session's end
+    /// Where sessions count their end: a tally under a lock, not a channel, so a session's end
     /// wakes no task (a wake per session cost a cross-thread unpark at high start rates).
-    ends: Arc<std::sync::Mutex<Vec<Ended>>>,
+    ends: Arc<std::sync::Mutex<EndTally>>,
     grace: Duration,
     live: Arc<super::live::Live>,
     not_started: Arc<std::sync::atomic::AtomicU64>,
@@ -134,9 +126,9 @@ pub async fn run_sessions(
         .map(|mut e| std::mem::take(&mut *e))
         .unwrap_or_default();
     let interrupted = *stop.borrow() != Stop::Running;
-    let cut = ends.iter().filter(|e| e.cut).count() as u64;
+    let cut = ends.cut;
     Sessions {
-        sessions: ends,
+        ends,
         interrupted,
         cut_by_plan: if interrupted { 0 } else { cut },
         not_started: not_started.load(Relaxed),
@@ -369,7 +361,7 @@ impl VirtualUser {
             cut,
         };
         if let Ok(mut ends) = self.ctl.ends.lock() {
-            ends.push(ended);
+            ends.add(ended);
         }
         !self.ctl.halted()
     }
