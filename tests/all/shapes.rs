@@ -276,3 +276,28 @@ async fn scenarios_with_their_own_shapes_run_side_by_side_with_start_offsets() {
     assert_eq!(late.arrivals.lock().unwrap().len(), 6);
     assert_eq!(r.sessions.by_scenario["late"]["completed"], 6);
 }
+
+/// Many one-iteration users for a duration, on a pool too small to run them all in time: every
+/// user is accounted for, started or not started, also those never spawned before the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_iteration_users_past_the_duration_are_counted_not_started() {
+    let mut plan = RunPlan::from_args(&RunArgs {
+        target: guest("evil"),
+        vus: Some(300),
+        iterations: Some(1),
+        duration: Some("1s".into()),
+        max_concurrent: Some(10),
+        config: vec!["evil.mode=delay".into(), "evil.delay_ms=250".into()],
+        quiet: true,
+        log_level: Some("off".into()),
+        ..RunArgs::default()
+    })
+    .expect("valid plan");
+    plan.limits.graceful_stop = Duration::from_millis(100);
+    let r = run(&plan).await.report;
+    let table = r.summary_table();
+    let s = &r.sessions;
+    assert!(s.started >= 10 && s.started < 300, "{table}");
+    assert!(s.not_started > 0, "{table}");
+    assert_eq!(s.started + s.not_started, 300, "{table}");
+}

@@ -166,6 +166,12 @@ async fn drive(sc: Arc<Loaded>, ctl: Ctl) {
                 if ctl.halted() {
                     break;
                 }
+                if end.is_some_and(|e| Instant::now() >= e) {
+                    // Never spawned before the shape ended: not started, as a user that
+                    // waited for a slot past the end is.
+                    ctl.not_started.fetch_add(u64::from(vus - vu), Relaxed);
+                    break;
+                }
                 let user = VirtualUser::new(&sc, ctl.clone(), vu);
                 users.spawn(user.run_closed(iterations, end));
             }

@@ -86,12 +86,15 @@ pub fn first_line(s: &str) -> String {
 /// handshake) off the session's fiber stack, whose touched pages stay resident for as long
 /// as the session lives. `make` builds the work on the task, boxed: what is spawned from the
 /// fiber is a few words, not the work's whole state machine, whose moves would touch as many
-/// stack pages as it is large. `None` when the task failed.
-pub async fn on_own_task<M, F>(make: M) -> Option<F::Output>
+/// stack pages as it is large. `unstarted` runs instead when the task is dropped before it
+/// ever ran (its caller gone first), so that work can still be accounted for. `None` when the
+/// task failed.
+pub async fn on_own_task<M, F, U>(make: M, unstarted: U) -> Option<F::Output>
 where
     M: FnOnce() -> F + Send + 'static,
     F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
+    U: FnOnce() + Send + 'static,
 {
     struct AbortOnDrop(tokio::task::AbortHandle);
     impl Drop for AbortOnDrop {
@@ -99,7 +102,21 @@ where
             self.0.abort();
         }
     }
-    let task = tokio::spawn(async move { Box::pin(make()).await });
+    /// Calls its function when dropped, unless disarmed first.
+    struct OnDrop<U: FnOnce()>(Option<U>);
+    impl<U: FnOnce()> Drop for OnDrop<U> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    let never_ran = OnDrop(Some(unstarted));
+    let task = tokio::spawn(async move {
+        let mut ran = never_ran;
+        drop(ran.0.take());
+        Box::pin(make()).await
+    });
     let _guard = AbortOnDrop(task.abort_handle());
     task.await.ok()
 }
@@ -107,6 +124,34 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn work_dropped_before_its_task_ran_is_accounted_for() {
+        use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+        let unstarted = std::sync::Arc::new(AtomicU32::new(0));
+        let count = || {
+            let n = unstarted.clone();
+            move || {
+                n.fetch_add(1, SeqCst);
+            }
+        };
+        assert_eq!(on_own_task(|| async { 7 }, count()).await, Some(7));
+        assert_eq!(unstarted.load(SeqCst), 0, "work that ran is not unstarted");
+        // Polled once (the task is spawned), then dropped before the runtime runs the task.
+        let mut call = Box::pin(on_own_task(|| async { 7 }, count()));
+        let waker = std::task::Waker::noop();
+        let _ = call
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker));
+        drop(call);
+        for _ in 0..100 {
+            if unstarted.load(SeqCst) == 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(unstarted.load(SeqCst), 1);
+    }
 
     #[test]
     fn escape_and_truncate_are_safe() {

@@ -82,8 +82,22 @@ impl websocket::HostConnection for WsCtx {
         // All of it on its own task, recording included: what runs on the session's fiber
         // stack stays resident there for the session's life (a deep connect path cost 8 KiB
         // per idle WebSocket session).
-        let r = crate::util::on_own_task(move || async move {
-            let start = Instant::now();
+        // Started here, so time spent queued for the task (a connect storm) is in the latency.
+        let start = Instant::now();
+        let unstarted = {
+            let (sink, base, url, name) = (
+                sink.clone(),
+                net.base_url.clone(),
+                url.clone(),
+                options.metric_name.clone(),
+            );
+            // Counted as interrupted, as a connect in flight is when its session goes.
+            move || {
+                let url = resolve(base.as_ref(), &url, true);
+                drop(sink.in_flight(Self::connect_key(&url, name.as_deref())));
+            }
+        };
+        let connecting = move || async move {
             let url = resolve(net.base_url.as_ref(), &url, true);
             let flight = sink.in_flight(Self::connect_key(&url, options.metric_name.as_deref()));
             let r = match (url, refused) {
@@ -96,9 +110,10 @@ impl websocket::HostConnection for WsCtx {
                 sink.ws_phases(t.dns_us, t.connect_us, t.tls_us);
             }
             r
-        })
-        .await
-        .unwrap_or(Err(RequestError::Interrupted));
+        };
+        let r = crate::util::on_own_task(connecting, unstarted)
+            .await
+            .unwrap_or(Err(RequestError::Interrupted));
         self.mark.host_returned();
         match r {
             Ok(conn) => {
