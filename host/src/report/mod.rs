@@ -169,6 +169,12 @@ impl SessionSummary {
         add_count(kinds, kind, n);
     }
 
+    /// Counts `n` ends under their scenario (listed when a run has several).
+    pub fn count_scenario_ends(&mut self, scenario: &str, kind: &str, n: u64) {
+        let kinds = self.by_scenario.entry(scenario.to_owned()).or_default();
+        add_count(kinds, kind, n);
+    }
+
     /// Adds `other`'s counts and as many of its examples as still fit.
     pub fn merge(&mut self, other: &SessionSummary) {
         self.started = self.started.saturating_add(other.started);

@@ -31,9 +31,7 @@ pub fn report(
                 sessions.count_tenant_ends(tenant, kind, n);
             }
             if several {
-                let kinds = sessions.by_scenario.entry(scenario.clone()).or_default();
-                let count = kinds.entry(kind.to_owned()).or_default();
-                *count = count.saturating_add(n);
+                sessions.count_scenario_ends(scenario, kind, n);
             }
         }
     }

@@ -5,8 +5,9 @@
 //! in the crate; its handles are mapped onto [`WsConnection`]s here by their table index.
 
 use super::Wt;
-use crate::metrics::MetricKey;
 use crate::metrics::keys::{WS_AWAIT_RECV, WS_RECV, WS_SEND};
+use crate::metrics::sink::InFlight;
+use crate::metrics::{MetricKey, Sink};
 use crate::net::url::resolve;
 use crate::net::websocket::{self as ws, WsConnection};
 use crate::session::state::WsCtx;
@@ -56,6 +57,18 @@ impl WsCtx {
             (None, Err(_)) => MetricKey::fixed("ws_connect"),
         }
     }
+
+    /// The connect's resolved URL and its in-flight record under its metric key.
+    fn connect_flight(
+        sink: &Sink,
+        base: Option<&url::Url>,
+        url: &str,
+        name: Option<&str>,
+    ) -> (Result<url::Url, RequestError>, InFlight) {
+        let url = resolve(base, url, true);
+        let flight = sink.in_flight(Self::connect_key(&url, name));
+        (url, flight)
+    }
 }
 
 impl websocket::Host for WsCtx {}
@@ -79,11 +92,10 @@ impl websocket::HostConnection for WsCtx {
             self.memory.clone(),
             self.sink.clone(),
         );
-        // All of it on its own task, recording included: what runs on the session's fiber
-        // stack stays resident there for the session's life (a deep connect path cost 8 KiB
-        // per idle WebSocket session).
         // Started here, so time spent queued for the task (a connect storm) is in the latency.
         let start = Instant::now();
+        // A connect whose session goes before its task ran counts as interrupted, as one in
+        // flight does (its record is dropped undone).
         let unstarted = {
             let (sink, base, url, name) = (
                 sink.clone(),
@@ -91,15 +103,21 @@ impl websocket::HostConnection for WsCtx {
                 url.clone(),
                 options.metric_name.clone(),
             );
-            // Counted as interrupted, as a connect in flight is when its session goes.
             move || {
-                let url = resolve(base.as_ref(), &url, true);
-                drop(sink.in_flight(Self::connect_key(&url, name.as_deref())));
+                drop(Self::connect_flight(
+                    &sink,
+                    base.as_ref(),
+                    &url,
+                    name.as_deref(),
+                ))
             }
         };
+        // All of it on its own task, recording included: what runs on the session's fiber
+        // stack stays resident there for the session's life (a deep connect path cost 8 KiB
+        // per idle WebSocket session).
         let connecting = move || async move {
-            let url = resolve(net.base_url.as_ref(), &url, true);
-            let flight = sink.in_flight(Self::connect_key(&url, options.metric_name.as_deref()));
+            let name = options.metric_name.as_deref();
+            let (url, flight) = Self::connect_flight(&sink, net.base_url.as_ref(), &url, name);
             let r = match (url, refused) {
                 (Err(e), _) | (Ok(_), Some(e)) => Err(e),
                 (Ok(url), None) => ws::connect(&net, &cookies, &memory, &url, &options).await,
