@@ -23,7 +23,6 @@ pub struct Origin {
 impl Origin {
     /// The origin of an http(s) or ws(s) URL.
     pub fn of(url: &url::Url) -> Result<Origin, RequestError> {
-        let tls = matches!(url.scheme(), "https" | "wss");
         let host = url
             .host_str()
             .ok_or_else(|| RequestError::Invalid(format!("{url} has no host")))?;
@@ -31,14 +30,28 @@ impl Origin {
             .port_or_known_default()
             .ok_or_else(|| RequestError::Invalid(format!("{url} has no port")))?;
         Ok(Origin {
-            tls,
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            tls: is_tls(url),
+            host: bare_host(host).to_owned(),
             port,
         })
     }
+
+    /// Whether a connection to this origin serves `url` (compared in place: a request on a
+    /// kept-alive connection allocates no origin).
+    pub fn serves(&self, url: &url::Url) -> bool {
+        self.port == url.port_or_known_default().unwrap_or(0)
+            && self.tls == is_tls(url)
+            && url.host_str().map(bare_host) == Some(self.host.as_str())
+    }
+}
+
+fn is_tls(url: &url::Url) -> bool {
+    matches!(url.scheme(), "https" | "wss")
+}
+
+/// An IPv6 host without its brackets.
+fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Time spent in each connection phase, µs (0 = the phase did not happen).
@@ -132,4 +145,28 @@ async fn connect_any(addrs: &[SocketAddr], host: &str) -> Result<TcpStream, Requ
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).expect("a valid test URL")
+    }
+
+    #[test]
+    fn an_origin_serves_urls_of_its_scheme_host_and_port_only() {
+        let origin = Origin::of(&url("http://127.0.0.1:8080/a")).expect("origin");
+        assert!(origin.serves(&url("http://127.0.0.1:8080/b?q=1")));
+        assert!(!origin.serves(&url("https://127.0.0.1:8080/b")), "scheme");
+        assert!(!origin.serves(&url("http://127.0.0.1:8081/b")), "port");
+        assert!(!origin.serves(&url("http://localhost:8080/b")), "host");
+        let v6 = Origin::of(&url("http://[::1]/")).expect("origin");
+        assert_eq!(v6.host, "::1");
+        assert!(
+            v6.serves(&url("http://[::1]:80/x")),
+            "the scheme's default port"
+        );
+    }
 }

@@ -12,7 +12,8 @@ use super::connect::{Origin, connect};
 use super::cookies::Cookies;
 use super::stream::ByteCounters;
 use crate::util::ledger::{Charge, HostMemory};
-use crate::util::micros_since_u32;
+use crate::util::repoll::Repoll;
+use crate::util::{micros_between, micros_since_u32};
 use crate::wit::RequestError;
 use crate::wit::http::{Body, Method, Request, Response, ResponseParts, StatusRange, Timings};
 use bytes::Bytes;
@@ -20,7 +21,6 @@ use http::HeaderValue;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -31,6 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
     driver: Driver,
+    origin: Origin,
     /// The `host` header for this connection's origin, made once.
     host: HeaderValue,
     /// When it last went back to the idle list.
@@ -41,17 +42,25 @@ struct Conn {
 
 /// hyper's connection state machine, polled only while a request of this session uses it.
 struct Driver {
-    io: Connection<TokioIo<super::stream::NetStream>, Full<Bytes>>,
+    io: Io,
     /// The peer closed or the connection failed: it is dropped after the current request.
     ended: bool,
+    repoll: Repoll,
+}
+
+/// hyper's connection state machine over one stream.
+type Io = Connection<TokioIo<super::stream::NetStream>, Full<Bytes>>;
+
+/// Lets the connection read and write what it can now; notes when it has ended.
+fn poll_io(io: &mut Io, ended: &mut bool, cx: &mut std::task::Context<'_>) {
+    if !*ended && Pin::new(io).poll(cx).is_ready() {
+        *ended = true;
+    }
 }
 
 impl Driver {
-    /// Lets the connection read and write what it can now; notes when it has ended.
     fn poll_io(&mut self, cx: &mut std::task::Context<'_>) {
-        if !self.ended && Pin::new(&mut self.io).poll(cx).is_ready() {
-            self.ended = true;
-        }
+        poll_io(&mut self.io, &mut self.ended, cx);
     }
 
     /// Polls the connection once without waiting, so it notices a close that arrived.
@@ -64,15 +73,19 @@ impl Driver {
     }
 
     /// Runs `work` (a request on this connection) while driving the connection on this task.
+    /// The two wake each other (head, body frames, end); those wakes re-poll them in place.
     async fn run<F: Future>(&mut self, work: F) -> F::Output {
         let mut work = std::pin::pin!(work);
+        let Driver { io, ended, repoll } = self;
         std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = work.as_mut().poll(cx) {
-                return Poll::Ready(out);
-            }
-            // The request is queued: let the connection write it, then look again.
-            self.poll_io(cx);
-            work.as_mut().poll(cx)
+            repoll.poll(cx, |cx| {
+                if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                    return Poll::Ready(out);
+                }
+                // The request is queued: let the connection write it, then look again.
+                poll_io(io, ended, cx);
+                work.as_mut().poll(cx)
+            })
         })
         .await
     }
@@ -83,9 +96,9 @@ impl Driver {
 const STALE_AFTER: Duration = Duration::from_millis(1);
 
 impl Conn {
-    /// Whether the connection can take the next request (driving it until it says so).
-    async fn ready(&mut self) -> bool {
-        if self.idle_since.elapsed() >= STALE_AFTER {
+    /// Whether the connection can take the next request at `now` (driving it until it says so).
+    async fn ready(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.idle_since) >= STALE_AFTER {
             // Let hyper read what came while it idled: a close or reset from the server.
             self.driver.look().await;
         }
@@ -100,9 +113,11 @@ impl Conn {
 
 /// One virtual user's HTTP connections and cookie jar.
 pub struct HttpClient {
-    /// Boxed: a request moves its connection out and back, a pointer rather than hyper's state.
+    /// Idle connections, each knowing its origin; at most the connection cap of them, so a
+    /// scan is cheaper than hashing the origin. Boxed: a request moves its connection out and
+    /// back, a pointer rather than hyper's state.
     #[allow(clippy::vec_box)]
-    idle: HashMap<Origin, Vec<Box<Conn>>>,
+    idle: Vec<Box<Conn>>,
     /// One permit per connection the session may have open (idle or in use).
     permits: Arc<Semaphore>,
     pub cookies: Cookies,
@@ -121,13 +136,18 @@ impl HttpClient {
     /// A client with at most `connections` open connections, sharing `cookies`.
     pub fn new(connections: u32, cookies: Cookies, memory: HostMemory) -> HttpClient {
         HttpClient {
-            idle: HashMap::new(),
+            idle: Vec::new(),
             permits: Arc::new(Semaphore::new(connections.max(1) as usize)),
             cookies,
             memory,
             hops: Vec::new(),
             timer: None,
         }
+    }
+
+    /// Whether redirect hops were followed since the last [`take_hops`](Self::take_hops).
+    pub fn followed_hops(&self) -> bool {
+        !self.hops.is_empty()
     }
 
     /// The redirect hops followed since the last call.
@@ -153,7 +173,7 @@ impl HttpClient {
         &mut self,
         net: &NetConfig,
         request: Request,
-        url: url::Url,
+        url: Arc<url::Url>,
         left: Duration,
         keep: ResponseParts,
     ) -> Result<Response, RequestError> {
@@ -163,7 +183,8 @@ impl HttpClient {
             .map(|ms| Duration::from_millis(u64::from(ms)))
             .unwrap_or(net.request_timeout)
             .min(left);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started) + timeout;
         let mut timer = match self.timer.take() {
             Some(mut t) => {
                 t.as_mut().reset(deadline);
@@ -172,7 +193,7 @@ impl HttpClient {
             None => Box::pin(tokio::time::sleep_until(deadline)),
         };
         // Boxed once here so the layers above move a pointer, not this future's few KiB.
-        let exchange = Box::pin(self.follow(net, request, url, keep));
+        let exchange = Box::pin(self.follow(net, request, url, keep, started));
         let r = tokio::select! {
             biased;
             r = exchange => r,
@@ -188,10 +209,11 @@ impl HttpClient {
         &mut self,
         net: &NetConfig,
         mut request: Request,
-        mut url: url::Url,
+        mut url: Arc<url::Url>,
         keep: ResponseParts,
+        started: Instant,
     ) -> Result<Response, RequestError> {
-        let started = Instant::now();
+        let mut hop_start = started;
         let (mut sent, mut received) = (0u32, 0u32);
         let mut hops_left = request
             .options
@@ -199,20 +221,21 @@ impl HttpClient {
             .unwrap_or(0)
             .min(net.max_redirects);
         loop {
-            let hop_start = Instant::now();
-            let (mut response, location) = self.exchange(net, &request, &url, keep).await?;
+            let (mut response, location, done) =
+                self.exchange(net, &request, &url, keep, hop_start).await?;
             sent = sent.saturating_add(response.bytes_sent);
             received = received.saturating_add(response.bytes_received);
             match location {
                 Some(loc) if hops_left > 0 => {
                     hops_left -= 1;
-                    self.hops.push(micros_since_u32(hop_start));
-                    url = url.join(&loc).map_err(|e| {
+                    self.hops.push(micros_between(hop_start, done));
+                    hop_start = done;
+                    url = Arc::new(url.join(&loc).map_err(|e| {
                         RequestError::Protocol(format!(
                             "bad redirect `{}`: {e}",
                             crate::util::escape(&loc)
                         ))
-                    })?;
+                    })?);
                     net.policy.check_url(&url)?;
                     if response.status == 303
                         || (matches!(response.status, 301 | 302) && request.method == Method::Post)
@@ -222,7 +245,7 @@ impl HttpClient {
                     }
                 }
                 _ => {
-                    response.timings.total_us = micros_since_u32(started);
+                    response.timings.total_us = micros_between(started, done);
                     (response.bytes_sent, response.bytes_received) = (sent, received);
                     response.expected = is_expected(response.status, &request.options.expect);
                     return Ok(response);
@@ -231,23 +254,25 @@ impl HttpClient {
         }
     }
 
-    /// One request/response on one connection, and the redirect's `location` if it is one.
-    /// A body not kept is read and dropped (the connection stays usable) without a copy.
+    /// One request/response on one connection begun at `begun`: the response, the
+    /// redirect's `location` if it is one, and when it ended. A body not kept is read and
+    /// dropped (the connection stays usable) without a copy.
     async fn exchange(
         &mut self,
         net: &NetConfig,
         request: &Request,
         url: &url::Url,
         keep: ResponseParts,
-    ) -> Result<(Response, Option<String>), RequestError> {
+        begun: Instant,
+    ) -> Result<(Response, Option<String>, Instant), RequestError> {
         let mut http_request = build_request(net, &self.cookies, request, url)?;
-        let origin = Origin::of(url)?;
-        let (mut conn, mut timings) = self.checkout(net, url, &origin).await?;
+        let (mut conn, mut timings, reused) = self.checkout(net, url, begun).await?;
         http_request
             .headers_mut()
             .insert(http::header::HOST, conn.host.clone());
         let (sent0, recv0) = conn.counters.read();
-        let start = Instant::now();
+        // On a kept-alive connection the request goes out now; a new one took its connect.
+        let start = if reused { begun } else { Instant::now() };
         let memory = &self.memory;
         let Conn { sender, driver, .. } = &mut *conn;
         let (parts, body, truncated) = driver
@@ -279,9 +304,10 @@ impl HttpClient {
             self.cookies.store(url, set_cookies);
         }
         let (sent1, recv1) = conn.counters.read();
+        let done = Instant::now();
         if !connection_close(&parts.headers) && !conn.driver.ended {
-            conn.idle_since = Instant::now();
-            self.idle.entry(origin).or_default().push(conn);
+            conn.idle_since = done;
+            self.idle.push(conn);
         }
         let headers = if keep.contains(ResponseParts::HEADERS) {
             header_list(&parts.headers)
@@ -298,27 +324,31 @@ impl HttpClient {
             bytes_sent: clamp(sent1 - sent0),
             bytes_received: clamp(recv1 - recv0),
         };
-        Ok((response, redirect_location(parts.status, &parts.headers)))
+        Ok((
+            response,
+            redirect_location(parts.status, &parts.headers),
+            done,
+        ))
     }
 
-    /// Takes an idle connection to `url`'s origin or opens one within the connection cap,
-    /// closing an idle connection to another origin to make room.
+    /// Takes an idle connection to `url`'s origin (true) or opens one within the connection
+    /// cap (false), closing an idle connection to another origin to make room.
     async fn checkout(
         &mut self,
         net: &NetConfig,
         url: &url::Url,
-        origin: &Origin,
-    ) -> Result<(Box<Conn>, Timings), RequestError> {
-        while let Some(mut conn) = self.idle.get_mut(origin).and_then(Vec::pop) {
-            if conn.ready().await {
-                return Ok((conn, no_timings()));
+        now: Instant,
+    ) -> Result<(Box<Conn>, Timings, bool), RequestError> {
+        while let Some(i) = self.idle.iter().rposition(|c| c.origin.serves(url)) {
+            let mut conn = self.idle.swap_remove(i);
+            if conn.ready(now).await {
+                return Ok((conn, no_timings(), true));
             }
         }
         let permit = match self.permits.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
-                let other = self.idle.values_mut().find(|l| !l.is_empty());
-                if other.and_then(Vec::pop).is_none() {
+                if self.idle.pop().is_none() {
                     return Err(RequestError::TooManyConnections);
                 }
                 self.permits
@@ -329,7 +359,8 @@ impl HttpClient {
         };
         // Boxed: the connect path is rare, and kept inline it would make every request's
         // future (moved a few times per request) several KiB larger.
-        Box::pin(open(net, url, permit)).await
+        let (conn, timings) = Box::pin(open(net, url, permit)).await?;
+        Ok((conn, timings, false))
     }
 
     /// Sends `requests` in parallel, at most `http_connections` at a time; results in order.
@@ -338,14 +369,14 @@ impl HttpClient {
     pub async fn batch(
         &mut self,
         net: &NetConfig,
-        requests: Vec<(Request, url::Url)>,
+        requests: Vec<(Request, Arc<url::Url>)>,
         left: Duration,
     ) -> Vec<Result<Response, RequestError>> {
         let lanes = (net.http_connections.max(1) as usize).min(requests.len().max(1));
         let mut results = Vec::with_capacity(requests.len());
         let mut iter = requests.into_iter().peekable();
         while iter.peek().is_some() {
-            let chunk: Vec<(Request, url::Url)> = iter.by_ref().take(lanes).collect();
+            let chunk: Vec<(Request, Arc<url::Url>)> = iter.by_ref().take(lanes).collect();
             let mut forks: Vec<HttpClient> = (0..chunk.len()).map(|_| self.fork()).collect();
             let futures = chunk
                 .into_iter()
@@ -363,20 +394,14 @@ impl HttpClient {
     fn fork(&mut self) -> HttpClient {
         let mut lane = HttpClient::new(0, self.cookies.clone(), self.memory.clone());
         lane.permits = self.permits.clone();
-        if let Some((origin, list)) = self.idle.iter_mut().find(|(_, l)| !l.is_empty())
-            && let Some(conn) = list.pop()
-        {
-            lane.idle.entry(origin.clone()).or_default().push(conn);
-        }
+        lane.idle.extend(self.idle.pop());
         lane
     }
 
     /// Takes back a lane's idle connections.
     fn absorb(&mut self, lane: HttpClient) {
         self.hops.extend(lane.hops);
-        for (origin, conns) in lane.idle {
-            self.idle.entry(origin).or_default().extend(conns);
-        }
+        self.idle.extend(lane.idle);
     }
 }
 
@@ -386,6 +411,7 @@ async fn open(
     url: &url::Url,
     permit: OwnedSemaphorePermit,
 ) -> Result<(Box<Conn>, Timings), RequestError> {
+    let origin = Origin::of(url)?;
     let (stream, t) = connect(net, url, net.connect_timeout).await?;
     let counters = stream.counters();
     let (sender, io) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -393,7 +419,12 @@ async fn open(
         .map_err(|e| hyper_error(&e))?;
     let conn = Conn {
         sender,
-        driver: Driver { io, ended: false },
+        origin,
+        driver: Driver {
+            io,
+            ended: false,
+            repoll: Repoll::default(),
+        },
         host: host_header(url)?,
         idle_since: Instant::now(),
         counters,
@@ -457,40 +488,58 @@ fn connection_close(h: &http::HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("close"))
 }
 
+/// The request as hyper sends it, built in place (the `http` builder moves the whole request
+/// through every call); `host` is a placeholder the connection's own value replaces.
 fn build_request(
     net: &NetConfig,
     cookies: &Cookies,
     request: &Request,
     url: &url::Url,
 ) -> Result<http::Request<Full<Bytes>>, RequestError> {
+    use http::header;
     let (body, content_type) = body_bytes(&request.body, net.max_request_body)?;
     let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
-    let mut b = http::Request::builder()
-        .method(method_str(request.method))
-        .uri(path)
-        // A placeholder that keeps `host` first; the connection's own value replaces it.
-        .header(http::header::HOST, HeaderValue::from_static(""))
-        .header(
-            http::header::USER_AGENT,
-            HeaderValue::from_static(concat!("chaperon/", env!("CARGO_PKG_VERSION"))),
-        )
-        .header(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+    let mut r = http::Request::new(Full::new(body));
+    *r.method_mut() = http_method(request.method);
+    *r.uri_mut() = http::Uri::try_from(path).map_err(|e| RequestError::Invalid(e.to_string()))?;
+    let h = r.headers_mut();
+    h.insert(header::HOST, HeaderValue::from_static(""));
+    h.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static(concat!("chaperon/", env!("CARGO_PKG_VERSION"))),
+    );
+    h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
     let mut has_content_type = false;
     for (n, v) in super::headers::check_all(&request.headers)? {
-        has_content_type |= n == http::header::CONTENT_TYPE;
-        b = b.header(n, v);
+        has_content_type |= n == header::CONTENT_TYPE;
+        h.append(n, v);
     }
     if let (Some(ct), false) = (content_type, has_content_type) {
-        b = b.header(http::header::CONTENT_TYPE, ct);
+        h.append(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     }
     if let Some(c) = cookies.header_for(url) {
-        b = b.header(http::header::COOKIE, c);
+        h.append(header::COOKIE, header_value(c)?);
     }
     if let Some((user, pass)) = &request.options.basic_auth {
-        b = b.header(http::header::AUTHORIZATION, basic_auth(user, pass));
+        h.append(header::AUTHORIZATION, header_value(basic_auth(user, pass))?);
     }
-    b.body(Full::new(body))
-        .map_err(|e| RequestError::Invalid(e.to_string()))
+    Ok(r)
+}
+
+fn header_value(v: String) -> Result<HeaderValue, RequestError> {
+    HeaderValue::try_from(v).map_err(|e| RequestError::Invalid(e.to_string()))
+}
+
+fn http_method(m: Method) -> http::Method {
+    match m {
+        Method::Get => http::Method::GET,
+        Method::Head => http::Method::HEAD,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Patch => http::Method::PATCH,
+        Method::Delete => http::Method::DELETE,
+        Method::Options => http::Method::OPTIONS,
+    }
 }
 
 /// `host[:port]` as the URL gives it (the port only when it is not the scheme's default).

@@ -68,6 +68,10 @@ pub struct CpuMark {
     lane: Option<Arc<Lane>>,
 }
 
+/// The epoch a host call began at.
+#[derive(Clone, Copy, Debug)]
+pub struct HostCall(u64);
+
 /// A guest's place in its tenant's share.
 struct Lane {
     share: CpuShare,
@@ -83,8 +87,23 @@ impl Lane {
 }
 
 impl CpuMark {
-    /// Marks the return from a host call that may have waited.
-    pub fn host_returned(&self) {
+    /// Notes the start of a host call that may wait (see [`host_returned`](Self::host_returned)).
+    pub fn host_call(&self) -> HostCall {
+        HostCall(self.epoch.load(Ordering::Relaxed))
+    }
+
+    /// Marks the return from a host call begun at `call`. When a tick passed during the call,
+    /// the guest waited and its CPU time counts afresh from now. A call that returned within
+    /// the tick it began in (a request the policy refused, a zero delay) changes nothing, so a
+    /// guest that spins on such calls is charged and yields like any other spinner.
+    pub fn host_returned(&self, call: HostCall) {
+        let now = self.epoch.load(Ordering::Relaxed);
+        if now > call.0 {
+            self.resumed_at.store(now, Ordering::Relaxed);
+        }
+    }
+
+    fn resume_now(&self) {
         self.resumed_at
             .store(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
     }
@@ -161,7 +180,7 @@ impl CpuMeter {
         if self.root {
             self.tree.ticks.store(0, Ordering::Relaxed);
         }
-        self.mark.host_returned();
+        self.mark.resume_now();
     }
 
     /// The future a session awaits when it yields at a deadline: it lets other tasks run (with
@@ -175,19 +194,20 @@ impl CpuMeter {
                 Some(lane) => {
                     lane.release();
                     let permit = lane.share.lanes.clone().acquire_owned().await.ok();
-                    mark.host_returned();
+                    mark.resume_now();
                     if let Ok(mut held) = lane.held.lock() {
                         *held = permit;
                     }
                     return;
                 }
             }
-            mark.host_returned();
+            mark.resume_now();
         }
     }
 
-    /// Called at an epoch deadline; true when the budget is used up.
-    pub fn charge(&mut self) -> bool {
+    /// Called at an epoch deadline: charges the ticks wasm ran through and says what the
+    /// guest does next.
+    pub fn charge(&mut self) -> AtDeadline {
         let now = self.epoch.load(Ordering::Relaxed);
         let from = self.mark.get().max(self.charged_to);
         let spent = now.saturating_sub(from);
@@ -197,8 +217,26 @@ impl CpuMeter {
         // The root answers for its own calls only; descendants stop once the tree is spent,
         // so a child's spinning cannot end the parent that would handle its failure.
         self.exceeded = self.ticks > self.budget || (!self.root && tree > self.budget);
-        self.exceeded
+        if self.exceeded {
+            AtDeadline::Exceeded
+        } else if spent == 0 {
+            AtDeadline::Continue
+        } else {
+            AtDeadline::Yield
+        }
     }
+}
+
+/// What a guest does at an epoch deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtDeadline {
+    /// Its budget is used up: it is interrupted.
+    Exceeded,
+    /// It ran through a tick: it yields to the other sessions.
+    Yield,
+    /// The ticks passed while it waited in a host call (a session doing I/O passes a
+    /// deadline on most requests): it goes on without the cost of a yield.
+    Continue,
 }
 
 #[cfg(test)]
@@ -218,7 +256,7 @@ mod tests {
         for k in &mut kids {
             k.reset();
             epoch.fetch_add(4, Ordering::Relaxed);
-            ended.push(k.charge());
+            ended.push(k.charge() == AtDeadline::Exceeded);
         }
         assert_eq!(
             ended,
@@ -228,6 +266,33 @@ mod tests {
         assert_eq!(root.tree().used(), 12);
         root.reset();
         assert_eq!(root.tree().used(), 0, "the root's next call starts afresh");
+    }
+
+    #[test]
+    fn a_guest_that_waited_in_the_host_goes_on_and_a_spinner_yields() {
+        let epoch = Arc::new(AtomicU64::new(0));
+        let mut meter = CpuMeter::new(epoch.clone(), 10, None, None);
+        let call = meter.mark().host_call();
+        epoch.fetch_add(3, Ordering::Relaxed);
+        meter.mark().host_returned(call);
+        assert_eq!(
+            meter.charge(),
+            AtDeadline::Continue,
+            "the 3 ticks were the host's"
+        );
+        let call = meter.mark().host_call();
+        meter.mark().host_returned(call);
+        epoch.fetch_add(1, Ordering::Relaxed);
+        let call = meter.mark().host_call();
+        meter.mark().host_returned(call);
+        assert_eq!(
+            meter.charge(),
+            AtDeadline::Yield,
+            "instant host calls within a tick do not hide the wasm time around them"
+        );
+        epoch.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(meter.charge(), AtDeadline::Yield, "a tick passed in wasm");
+        assert_eq!(meter.ticks, 2);
     }
 
     #[tokio::test]

@@ -77,7 +77,7 @@ pub struct Recent {
     pub method: crate::wit::http::Method,
     pub text: String,
     pub metric_name: Option<String>,
-    pub url: url::Url,
+    pub url: std::sync::Arc<url::Url>,
     pub key: crate::metrics::MetricKey,
 }
 

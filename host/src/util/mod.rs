@@ -3,6 +3,7 @@
 
 pub mod jsonpath;
 pub mod ledger;
+pub mod repoll;
 
 use std::time::{Duration, Instant};
 
@@ -46,7 +47,12 @@ pub fn micros_since(start: Instant) -> u64 {
 
 /// Microseconds since `start` as the WIT's `u32`, saturating at 71 minutes.
 pub fn micros_since_u32(start: Instant) -> u32 {
-    u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX)
+    micros_between(start, Instant::now())
+}
+
+/// Microseconds from `start` to `end` as the WIT's `u32` (0 if `end` is earlier), saturating.
+pub fn micros_between(start: Instant, end: Instant) -> u32 {
+    u32::try_from(end.saturating_duration_since(start).as_micros()).unwrap_or(u32::MAX)
 }
 
 /// A uniformly distributed number in `[0, bound)` from a per-thread xorshift generator seeded

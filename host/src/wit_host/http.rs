@@ -8,6 +8,7 @@ use crate::net::url::{check_len, resolve};
 use crate::session::state::{HttpCtx, Recent};
 use crate::wit::RequestError;
 use crate::wit::http::{self, Request, Response, ResponseParts};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Requests one `batch` call may carry; they run `http_connections` at a time.
@@ -16,7 +17,7 @@ pub const MAX_BATCH: usize = 10_000;
 /// A request with its URL resolved and its metric key named.
 struct Prepared {
     request: Request,
-    url: Result<url::Url, RequestError>,
+    url: Result<Arc<url::Url>, RequestError>,
     key: MetricKey,
 }
 
@@ -45,7 +46,7 @@ impl HttpCtx {
                 u.query_pairs_mut()
                     .extend_pairs(std::mem::take(&mut request.query).iter());
             }
-            Ok(u)
+            Ok(Arc::new(u))
         });
         let name = match (&request.options.metric_name, &url) {
             (Some(name), _) => name.as_str(),
@@ -70,6 +71,9 @@ impl HttpCtx {
     /// Each redirect hop followed is a request of its own under `http redirect hop`; the
     /// request's key keeps the whole chain's time.
     fn record_hops(&mut self) {
+        if !self.client.followed_hops() {
+            return;
+        }
         let key = MetricKey::fixed(crate::metrics::keys::HTTP_REDIRECT);
         for micros in self.client.take_hops() {
             self.sink.duration(&key, u64::from(micros));
@@ -84,6 +88,7 @@ impl HttpCtx {
         request: Request,
         keep: ResponseParts,
     ) -> Result<Response, RequestError> {
+        let call = self.mark.host_call();
         let p = self.prepare(request);
         let flight = self.sink.in_flight(p.key);
         let r = match (p.url, self.deadline.clamp(Duration::MAX)) {
@@ -91,7 +96,7 @@ impl HttpCtx {
             (Ok(_), None) => Err(RequestError::Timeout),
             (Ok(url), Some(cap)) => self.client.send(&self.net, p.request, url, cap, keep).await,
         };
-        self.mark.host_returned();
+        self.mark.host_returned(call);
         flight.http(&r);
         self.record_hops();
         r
@@ -112,6 +117,7 @@ impl http::Host for HttpCtx {
     }
 
     async fn batch(&mut self, requests: Vec<Request>) -> Wt<Vec<Result<Response, RequestError>>> {
+        let call = self.mark.host_call();
         if requests.len() > MAX_BATCH {
             let why = format!(
                 "a batch of {} requests is over the limit of {MAX_BATCH}; split it",
@@ -141,7 +147,7 @@ impl http::Host for HttpCtx {
             .batch(&self.net, sendable, cap)
             .await
             .into_iter();
-        self.mark.host_returned();
+        self.mark.host_returned(call);
         let out: Vec<_> = results
             .into_iter()
             .map(|r| {
