@@ -54,7 +54,10 @@ async fn run_command(args: &RunArgs) -> i32 {
 /// the test is not a failure), else 0.
 pub async fn run_plan(plan: &RunPlan) -> i32 {
     let (stop_tx, stop_rx) = watch::channel(Stop::Running);
-    let signals = tokio::spawn(watch_stop_signals(stop_tx));
+    // Installed here, before any session starts: a watcher task could be polled only after
+    // the first sessions, and a SIGQUIT or SIGHUP arriving before it would kill the process
+    // with its default action, report unwritten.
+    let signals = tokio::spawn(watch_stop_signals(StopSignals::install().ok(), stop_tx));
     let options = RunOptions {
         stop: stop_rx,
         progress: plan.progress,
@@ -82,8 +85,8 @@ pub async fn run_plan(plan: &RunPlan) -> i32 {
 
 /// First stop signal (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT): graceful stop; second: stop now.
 /// Either way the summary and the report are still written.
-async fn watch_stop_signals(stop: watch::Sender<Stop>) {
-    let Ok(mut signals) = StopSignals::install() else {
+async fn watch_stop_signals(signals: Option<StopSignals>, stop: watch::Sender<Stop>) {
+    let Some(mut signals) = signals else {
         return;
     };
     for level in [Stop::Graceful, Stop::Now] {
