@@ -2,7 +2,7 @@
 //! a tenant's guests may run past a tick at once, so that a tenant whose guests all spin
 //! leaves the other worker threads to the other tenants.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -63,6 +63,8 @@ impl CpuTree {
 pub struct CpuMark {
     epoch: Arc<AtomicU64>,
     resumed_at: Arc<AtomicU64>,
+    /// A host call waited through a tick since the last deadline.
+    waited: Arc<AtomicBool>,
     /// The tenant's share and the lane this guest holds while it spins (`None`: no share,
     /// the run has one tenant).
     lane: Option<Arc<Lane>>,
@@ -92,14 +94,15 @@ impl CpuMark {
         HostCall(self.epoch.load(Ordering::Relaxed))
     }
 
-    /// Marks the return from a host call begun at `call`. When a tick passed during the call,
-    /// the guest waited and its CPU time counts afresh from now. A call that returned within
-    /// the tick it began in (a request the policy refused, a zero delay) changes nothing, so a
-    /// guest that spins on such calls is charged and yields like any other spinner.
+    /// Marks the return from a host call begun at `call`: the guest's CPU time counts afresh
+    /// from now. When a tick passed during the call, the guest waited, and its next deadline
+    /// lets it go on without a yield; a guest spinning on calls that return within the tick
+    /// they began in (a refused request, a zero delay) still yields at every deadline.
     pub fn host_returned(&self, call: HostCall) {
         let now = self.epoch.load(Ordering::Relaxed);
+        self.resumed_at.store(now, Ordering::Relaxed);
         if now > call.0 {
-            self.resumed_at.store(now, Ordering::Relaxed);
+            self.waited.store(true, Ordering::Relaxed);
         }
     }
 
@@ -147,6 +150,7 @@ impl CpuMeter {
             mark: CpuMark {
                 epoch: epoch.clone(),
                 resumed_at: Arc::new(AtomicU64::new(now)),
+                waited: Arc::new(AtomicBool::new(false)),
                 lane,
             },
             epoch,
@@ -217,9 +221,10 @@ impl CpuMeter {
         // The root answers for its own calls only; descendants stop once the tree is spent,
         // so a child's spinning cannot end the parent that would handle its failure.
         self.exceeded = self.ticks > self.budget || (!self.root && tree > self.budget);
+        let waited = self.mark.waited.swap(false, Ordering::Relaxed);
         if self.exceeded {
             AtDeadline::Exceeded
-        } else if spent == 0 {
+        } else if spent == 0 && waited {
             AtDeadline::Continue
         } else {
             AtDeadline::Yield
@@ -288,11 +293,11 @@ mod tests {
         assert_eq!(
             meter.charge(),
             AtDeadline::Yield,
-            "instant host calls within a tick do not hide the wasm time around them"
+            "a guest spinning on instant host calls still yields"
         );
         epoch.fetch_add(1, Ordering::Relaxed);
         assert_eq!(meter.charge(), AtDeadline::Yield, "a tick passed in wasm");
-        assert_eq!(meter.ticks, 2);
+        assert_eq!(meter.ticks, 1);
     }
 
     #[tokio::test]
