@@ -145,11 +145,6 @@ impl HttpClient {
         }
     }
 
-    /// Whether redirect hops were followed since the last [`take_hops`](Self::take_hops).
-    pub fn followed_hops(&self) -> bool {
-        !self.hops.is_empty()
-    }
-
     /// The redirect hops followed since the last call.
     pub fn take_hops(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.hops)

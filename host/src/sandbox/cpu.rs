@@ -2,7 +2,7 @@
 //! a tenant's guests may run past a tick at once, so that a tenant whose guests all spin
 //! leaves the other worker threads to the other tenants.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -63,16 +63,10 @@ impl CpuTree {
 pub struct CpuMark {
     epoch: Arc<AtomicU64>,
     resumed_at: Arc<AtomicU64>,
-    /// A host call waited through a tick since the last deadline.
-    waited: Arc<AtomicBool>,
     /// The tenant's share and the lane this guest holds while it spins (`None`: no share,
     /// the run has one tenant).
     lane: Option<Arc<Lane>>,
 }
-
-/// The epoch a host call began at.
-#[derive(Clone, Copy, Debug)]
-pub struct HostCall(u64);
 
 /// A guest's place in its tenant's share.
 struct Lane {
@@ -89,24 +83,8 @@ impl Lane {
 }
 
 impl CpuMark {
-    /// Notes the start of a host call that may wait (see [`host_returned`](Self::host_returned)).
-    pub fn host_call(&self) -> HostCall {
-        HostCall(self.epoch.load(Ordering::Relaxed))
-    }
-
-    /// Marks the return from a host call begun at `call`: the guest's CPU time counts afresh
-    /// from now. When a tick passed during the call, the guest waited, and its next deadline
-    /// lets it go on without a yield; a guest spinning on calls that return within the tick
-    /// they began in (a refused request, a zero delay) still yields at every deadline.
-    pub fn host_returned(&self, call: HostCall) {
-        let now = self.epoch.load(Ordering::Relaxed);
-        self.resumed_at.store(now, Ordering::Relaxed);
-        if now > call.0 {
-            self.waited.store(true, Ordering::Relaxed);
-        }
-    }
-
-    fn resume_now(&self) {
+    /// Marks the return from a host call that may have waited.
+    pub fn host_returned(&self) {
         self.resumed_at
             .store(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
     }
@@ -150,7 +128,6 @@ impl CpuMeter {
             mark: CpuMark {
                 epoch: epoch.clone(),
                 resumed_at: Arc::new(AtomicU64::new(now)),
-                waited: Arc::new(AtomicBool::new(false)),
                 lane,
             },
             epoch,
@@ -184,7 +161,7 @@ impl CpuMeter {
         if self.root {
             self.tree.ticks.store(0, Ordering::Relaxed);
         }
-        self.mark.resume_now();
+        self.mark.host_returned();
     }
 
     /// The future a session awaits when it yields at a deadline: it lets other tasks run (with
@@ -198,20 +175,19 @@ impl CpuMeter {
                 Some(lane) => {
                     lane.release();
                     let permit = lane.share.lanes.clone().acquire_owned().await.ok();
-                    mark.resume_now();
+                    mark.host_returned();
                     if let Ok(mut held) = lane.held.lock() {
                         *held = permit;
                     }
                     return;
                 }
             }
-            mark.resume_now();
+            mark.host_returned();
         }
     }
 
-    /// Called at an epoch deadline: charges the ticks wasm ran through and says what the
-    /// guest does next.
-    pub fn charge(&mut self) -> AtDeadline {
+    /// Called at an epoch deadline; true when the budget is used up.
+    pub fn charge(&mut self) -> bool {
         let now = self.epoch.load(Ordering::Relaxed);
         let from = self.mark.get().max(self.charged_to);
         let spent = now.saturating_sub(from);
@@ -221,27 +197,8 @@ impl CpuMeter {
         // The root answers for its own calls only; descendants stop once the tree is spent,
         // so a child's spinning cannot end the parent that would handle its failure.
         self.exceeded = self.ticks > self.budget || (!self.root && tree > self.budget);
-        let waited = self.mark.waited.swap(false, Ordering::Relaxed);
-        if self.exceeded {
-            AtDeadline::Exceeded
-        } else if spent == 0 && waited {
-            AtDeadline::Continue
-        } else {
-            AtDeadline::Yield
-        }
+        self.exceeded
     }
-}
-
-/// What a guest does at an epoch deadline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AtDeadline {
-    /// Its budget is used up: it is interrupted.
-    Exceeded,
-    /// It ran through a tick: it yields to the other sessions.
-    Yield,
-    /// The ticks passed while it waited in a host call (a session doing I/O passes a
-    /// deadline on most requests): it goes on without the cost of a yield.
-    Continue,
 }
 
 #[cfg(test)]
@@ -261,7 +218,7 @@ mod tests {
         for k in &mut kids {
             k.reset();
             epoch.fetch_add(4, Ordering::Relaxed);
-            ended.push(k.charge() == AtDeadline::Exceeded);
+            ended.push(k.charge());
         }
         assert_eq!(
             ended,
@@ -271,33 +228,6 @@ mod tests {
         assert_eq!(root.tree().used(), 12);
         root.reset();
         assert_eq!(root.tree().used(), 0, "the root's next call starts afresh");
-    }
-
-    #[test]
-    fn a_guest_that_waited_in_the_host_goes_on_and_a_spinner_yields() {
-        let epoch = Arc::new(AtomicU64::new(0));
-        let mut meter = CpuMeter::new(epoch.clone(), 10, None, None);
-        let call = meter.mark().host_call();
-        epoch.fetch_add(3, Ordering::Relaxed);
-        meter.mark().host_returned(call);
-        assert_eq!(
-            meter.charge(),
-            AtDeadline::Continue,
-            "the 3 ticks were the host's"
-        );
-        let call = meter.mark().host_call();
-        meter.mark().host_returned(call);
-        epoch.fetch_add(1, Ordering::Relaxed);
-        let call = meter.mark().host_call();
-        meter.mark().host_returned(call);
-        assert_eq!(
-            meter.charge(),
-            AtDeadline::Yield,
-            "a guest spinning on instant host calls still yields"
-        );
-        epoch.fetch_add(1, Ordering::Relaxed);
-        assert_eq!(meter.charge(), AtDeadline::Yield, "a tick passed in wasm");
-        assert_eq!(meter.ticks, 1);
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use crate::net::cookies::Cookies;
 use crate::net::http::HttpClient;
 use crate::outcome::SessionEnd;
 use crate::sandbox::SandboxCtx;
-use crate::sandbox::cpu::{AtDeadline, CpuTree};
+use crate::sandbox::cpu::CpuTree;
 use crate::wit::{Scenario, ScenarioError};
 use serde_json::Value;
 use std::sync::Arc;
@@ -144,11 +144,11 @@ fn new_store(
     }
     store.epoch_deadline_callback(|mut ctx| {
         let cpu = &mut ctx.data_mut().sandbox.cpu;
-        Ok(match cpu.charge() {
-            AtDeadline::Exceeded => UpdateDeadline::Interrupt,
-            AtDeadline::Continue => UpdateDeadline::Continue(1),
-            AtDeadline::Yield => UpdateDeadline::YieldCustom(1, Box::pin(cpu.yield_now())),
-        })
+        if cpu.charge() {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(cpu.yield_now())))
+        }
     });
     store.set_epoch_deadline(1);
     store

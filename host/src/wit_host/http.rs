@@ -71,11 +71,12 @@ impl HttpCtx {
     /// Each redirect hop followed is a request of its own under `http redirect hop`; the
     /// request's key keeps the whole chain's time.
     fn record_hops(&mut self) {
-        if !self.client.followed_hops() {
+        let hops = self.client.take_hops();
+        if hops.is_empty() {
             return;
         }
         let key = MetricKey::fixed(crate::metrics::keys::HTTP_REDIRECT);
-        for micros in self.client.take_hops() {
+        for micros in hops {
             self.sink.duration(&key, u64::from(micros));
         }
     }
@@ -88,7 +89,6 @@ impl HttpCtx {
         request: Request,
         keep: ResponseParts,
     ) -> Result<Response, RequestError> {
-        let call = self.mark.host_call();
         let p = self.prepare(request);
         let flight = self.sink.in_flight(p.key);
         let r = match (p.url, self.deadline.clamp(Duration::MAX)) {
@@ -96,7 +96,7 @@ impl HttpCtx {
             (Ok(_), None) => Err(RequestError::Timeout),
             (Ok(url), Some(cap)) => self.client.send(&self.net, p.request, url, cap, keep).await,
         };
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         flight.http(&r);
         self.record_hops();
         r
@@ -117,7 +117,6 @@ impl http::Host for HttpCtx {
     }
 
     async fn batch(&mut self, requests: Vec<Request>) -> Wt<Vec<Result<Response, RequestError>>> {
-        let call = self.mark.host_call();
         if requests.len() > MAX_BATCH {
             let why = format!(
                 "a batch of {} requests is over the limit of {MAX_BATCH}; split it",
@@ -147,7 +146,7 @@ impl http::Host for HttpCtx {
             .batch(&self.net, sendable, cap)
             .await
             .into_iter();
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         let out: Vec<_> = results
             .into_iter()
             .map(|r| {

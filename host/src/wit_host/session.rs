@@ -173,11 +173,10 @@ impl session::Host for SessionCtx {
     }
 
     async fn delay(&mut self, ms: u32) -> Wt<()> {
-        let call = self.mark.host_call();
         if let Some(wait) = self.deadline.clamp(Duration::from_millis(u64::from(ms))) {
             tokio::time::sleep(wait).await;
         }
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         Ok(())
     }
 
@@ -267,16 +266,14 @@ impl session::Host for SessionCtx {
         task: String,
         timeout_ms: Option<u32>,
     ) -> Wt<Vec<Result<String, FlowError>>> {
-        let call = self.mark.host_call();
         let r = children::await_task(self, &task, optional_ms(timeout_ms)).await;
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         Ok(r)
     }
 
     async fn await_all(&mut self, timeout_ms: Option<u32>) -> Wt<Vec<Result<String, FlowError>>> {
-        let call = self.mark.host_call();
         let r = children::await_all(self, optional_ms(timeout_ms)).await;
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         Ok(r)
     }
 
@@ -293,13 +290,12 @@ impl session::Host for SessionCtx {
         expected: Option<String>,
         timeout_ms: Option<u32>,
     ) -> Wt<Result<String, FlowError>> {
-        let call = self.mark.host_call();
         let wait = optional_ms(timeout_ms).unwrap_or(self.scenario.limits.recv_timeout);
         let r = match self.deadline.clamp(wait) {
             Some(wait) => signals::await_signal(self, expected, wait).await,
             None => Err(FlowError::Timeout),
         };
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         Ok(r)
     }
 
@@ -309,9 +305,8 @@ impl session::Host for SessionCtx {
         config: String,
         merge: bool,
     ) -> Wt<Result<String, FlowError>> {
-        let call = self.mark.host_call();
         let r = nested::run_scenario(self, &name, config, merge).await;
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         Ok(r)
     }
 }

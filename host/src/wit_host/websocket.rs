@@ -38,14 +38,13 @@ impl WsCtx {
         handle: Resource<Connection>,
         msg: WireMessage,
     ) -> Wt<Result<(), RequestError>> {
-        let call = self.mark.host_call();
         let start = Instant::now();
         let flight = self.sink.in_flight(MetricKey::fixed(WS_SEND));
         let r = match self.deadline.clamp(self.send_timeout) {
             Some(wait) => self.conn(&handle)?.send(msg, wait).await,
             None => Err(RequestError::Timeout),
         };
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         flight.action(start, &r);
         Ok(r)
     }
@@ -80,7 +79,6 @@ impl websocket::HostConnection for WsCtx {
         url: String,
         options: ConnectOptions,
     ) -> Wt<Result<Resource<Connection>, RequestError>> {
-        let call = self.mark.host_call();
         let refused = if self.open >= self.cap {
             Some(RequestError::TooManyConnections)
         } else if self.deadline.passed() {
@@ -134,7 +132,7 @@ impl websocket::HostConnection for WsCtx {
         let r = crate::util::on_own_task(connecting, unstarted)
             .await
             .unwrap_or(Err(RequestError::Interrupted));
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         match r {
             Ok(conn) => {
                 self.open += 1;
@@ -167,14 +165,13 @@ impl websocket::HostConnection for WsCtx {
         handle: Resource<Connection>,
         timeout_ms: Option<u32>,
     ) -> Wt<Result<Message, RequestError>> {
-        let call = self.mark.host_call();
         let start = Instant::now();
         let flight = self.sink.in_flight(MetricKey::fixed(WS_RECV));
         let r = match self.recv_wait(timeout_ms) {
             Some(wait) => self.conn(&handle)?.recv(wait).await,
             None => Err(RequestError::Timeout),
         };
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         flight.action(start, &r);
         Ok(r)
     }
@@ -185,14 +182,13 @@ impl websocket::HostConnection for WsCtx {
         expected: Message,
         timeout_ms: Option<u32>,
     ) -> Wt<Result<(), RequestError>> {
-        let call = self.mark.host_call();
         let start = Instant::now();
         let flight = self.sink.in_flight(MetricKey::fixed(WS_AWAIT_RECV));
         let r = match self.recv_wait(timeout_ms) {
             Some(wait) => self.conn(&handle)?.await_recv(&expected, wait).await,
             None => Err(RequestError::Timeout),
         };
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         flight.action(start, &r);
         Ok(r)
     }
@@ -203,9 +199,8 @@ impl websocket::HostConnection for WsCtx {
         code: u16,
         reason: String,
     ) -> Wt<Result<(), RequestError>> {
-        let call = self.mark.host_call();
         let r = self.conn(&handle)?.close(code, reason).await;
-        self.mark.host_returned(call);
+        self.mark.host_returned();
         Ok(r)
     }
 
