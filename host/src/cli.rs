@@ -153,9 +153,22 @@ pub struct BenchArgs {
     /// Session counts to measure memory at (comma-separated).
     #[arg(long, default_value = "1000,10000", value_delimiter = ',')]
     pub sessions: Vec<u32>,
-    /// Sessions started back to back for the start-rate figure.
-    #[arg(long, default_value_t = 20_000)]
+    /// Components whose start rate is measured (comma-separated): get-loop, a typical
+    /// scenario, and evil (the largest instance). Each session ends at once.
+    #[arg(
+        long,
+        default_value = "target/wasm32-wasip2/guest/get_loop.wasm,target/wasm32-wasip2/guest/evil.wasm",
+        value_delimiter = ','
+    )]
+    pub start_components: Vec<PathBuf>,
+    /// Sessions started back to back for the start-rate figure (about 2 s of starts, so one
+    /// scheduling hiccup of a shared machine weighs little).
+    #[arg(long, default_value_t = 100_000)]
     pub starts: u32,
+    /// Fresh processes each start-rate and host-call figure is measured in (min / median /
+    /// max of them).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
     /// Internal: take one measurement (starts, starts-loaded, host-call) in this fresh
     /// process and print it as `figure VALUE`.
     #[arg(long, hide = true)]

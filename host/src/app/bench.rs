@@ -36,14 +36,17 @@ pub async fn run(args: &BenchArgs) -> i32 {
     }
 }
 
-/// Runs one measurement in a fresh process of this binary (`--measure WHAT`) and reads back
-/// its `figure` line, so no measurement runs in a process an earlier one warmed or fragmented.
-fn measure_in_child(args: &BenchArgs, what: &str) -> Result<f64, String> {
+/// Runs one measurement of `component` in a fresh process of this binary (`--measure WHAT`)
+/// and reads back its `figure` line, so no measurement runs in a process an earlier one warmed
+/// or fragmented.
+fn measure_in_child(args: &BenchArgs, what: &str, component: &Path) -> Result<Vec<f64>, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let out = std::process::Command::new(exe)
         .arg("bench")
         .arg("--idle-component")
         .arg(&args.idle_component)
+        .arg("--start-components")
+        .arg(component)
         .arg("--starts")
         .arg(args.starts.to_string())
         .args(["--measure", what])
@@ -53,23 +56,52 @@ fn measure_in_child(args: &BenchArgs, what: &str) -> Result<f64, String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("figure "))
-        .and_then(|v| v.trim().parse().ok())
+        .and_then(|v| v.split_whitespace().map(|f| f.parse().ok()).collect())
         .ok_or_else(|| format!("the `{what}` measurement failed ({})", out.status))
+}
+
+/// `repeat` fresh-process measurements: per figure the measurement prints, its
+/// "min / median / max".
+fn measure_repeated(args: &BenchArgs, what: &str, component: &Path) -> Result<Vec<String>, String> {
+    let runs = (0..args.repeat.max(1))
+        .map(|_| measure_in_child(args, what, component))
+        .collect::<Result<Vec<Vec<f64>>, String>>()?;
+    let width = runs.iter().map(Vec::len).min().unwrap_or(0);
+    Ok((0..width)
+        .map(|i| {
+            let mut of_i: Vec<f64> = runs.iter().map(|r| r[i]).collect();
+            of_i.sort_by(f64::total_cmp);
+            let at = |j: usize| of_i.get(j).copied().unwrap_or(0.0);
+            let digits = if at(0) < 100.0 { 1 } else { 0 };
+            format!(
+                "{:.digits$} / {:.digits$} / {:.digits$}",
+                at(0),
+                at(of_i.len() / 2),
+                at(of_i.len().saturating_sub(1))
+            )
+        })
+        .collect())
 }
 
 /// The measurement `what`, in this process; prints `figure VALUE`.
 async fn measure_here(args: &BenchArgs, what: &str) -> Result<(), String> {
     let idle = &args.idle_component;
-    let figure = match what {
-        "starts" => start_rate(idle, args.starts, None).await?,
+    let starting = args
+        .start_components
+        .first()
+        .ok_or("no --start-components given")?;
+    let figures = match what {
+        "starts" => start_rate(starting, idle, args.starts, None).await?,
         "starts-loaded" => {
             let sys = crate::plan::limits::SystemLimits::probe();
-            start_rate(idle, args.starts, Some(background_count(&sys, 10_000))).await?
+            let background = Some(background_count(&sys, 10_000));
+            start_rate(starting, idle, args.starts, background).await?
         }
-        "host-call" => host_call_ns(idle).await?,
+        "host-call" => vec![host_call_ns(idle).await?],
         other => return Err(format!("unknown measurement `{other}`")),
     };
-    println!("figure {figure}");
+    let figures: Vec<String> = figures.iter().map(f64::to_string).collect();
+    println!("figure {}", figures.join(" "));
     Ok(())
 }
 
@@ -80,30 +112,43 @@ async fn bench(args: &BenchArgs) -> Result<Vec<Row>, String> {
     }
     let sys = crate::plan::limits::SystemLimits::probe();
     eprintln!(
-        "open-files limit {}, vm.max_map_count {}",
+        "open-files limit {}, vm.max_map_count {}; start rates and the host call: min / median / max of {} fresh processes",
         sys.open_files,
         sys.max_map_count
-            .map_or("unknown".into(), |m| m.to_string())
+            .map_or("unknown".into(), |m| m.to_string()),
+        args.repeat.max(1)
     );
     let target = TargetProcess::start()?;
     let mut rows = Vec::new();
-    let rate = measure_in_child(args, "starts")?;
-    rows.push(Row {
-        what: format!("session starts/s, idle host ({} sessions)", args.starts),
-        figure: format!("{rate:.0}"),
-        goal: ">= 50000",
-    });
     let background = background_count(&sys, 10_000);
-    let rate = measure_in_child(args, "starts-loaded")?;
-    rows.push(Row {
-        what: format!("session starts/s while {background} sessions run"),
-        figure: format!("{rate:.0}"),
-        goal: ">= 50000",
-    });
-    let ns = measure_in_child(args, "host-call")?;
+    for component in &args.start_components {
+        let name = stem(component);
+        for (what, load) in [("starts", "idle host"), ("starts-loaded", "")] {
+            let load = if load.is_empty() {
+                format!("while {background} sessions run")
+            } else {
+                load.to_owned()
+            };
+            let figures = measure_repeated(args, what, component)?;
+            let mut figures = figures.into_iter();
+            rows.push(Row {
+                what: format!("session starts/s ({name}), {load}"),
+                figure: figures.next().unwrap_or_default(),
+                goal: ">= 50000",
+            });
+            rows.push(Row {
+                what: format!("CPU µs per session start ({name}), {load}"),
+                figure: figures.next().unwrap_or_default(),
+                goal: "",
+            });
+        }
+    }
     rows.push(Row {
         what: "host call (session.random), ns".into(),
-        figure: format!("{ns:.0}"),
+        figure: measure_repeated(args, "host-call", &args.idle_component)?
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
         goal: "<= 100",
     });
     for &n in &args.sessions {
@@ -116,12 +161,20 @@ async fn bench(args: &BenchArgs) -> Result<Vec<Row>, String> {
         );
         for component in &args.ws_components {
             let ws = memory_per_session(component, n, &target.base_url, true)?;
-            let name = component.file_stem().unwrap_or_default().to_string_lossy();
-            let what = format!("idle WebSocket session ({name}) at {n}");
+            let what = format!("idle WebSocket session ({}) at {n}", stem(component));
             ws.push_rows(&mut rows, &what, "<= 64");
         }
     }
     Ok(rows)
+}
+
+/// A component's file name without `.wasm`, for row names.
+fn stem(component: &Path) -> String {
+    component
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Sessions the map count allows next to a measuring run; names the sysctl when capped.
@@ -170,14 +223,20 @@ async fn run_quiet(plan: &RunPlan, stop: watch::Receiver<Stop>) -> Result<RunOut
     run::run(plan, options).await.map_err(|e| e.to_string())
 }
 
-/// Sessions per second for `starts` short sessions, optionally next to `background` sessions
-/// waiting in a delay.
-async fn start_rate(component: &Path, starts: u32, background: Option<u32>) -> Result<f64, String> {
+/// Sessions per second for `starts` sessions of `component` that end at once, and this
+/// process's CPU µs per start meanwhile (all threads; the background idles), optionally next to
+/// `background` sessions of `idle` waiting in a delay.
+async fn start_rate(
+    component: &Path,
+    idle: &Path,
+    starts: u32,
+    background: Option<u32>,
+) -> Result<Vec<f64>, String> {
     let (stop_tx, stop_rx) = watch::channel(Stop::Running);
     let mut bg = None;
     if let Some(n) = background {
         let p = plan(
-            component,
+            idle,
             n,
             &["evil.mode=delay".into(), "evil.delay_ms=120000".into()],
             None,
@@ -186,10 +245,14 @@ async fn start_rate(component: &Path, starts: u32, background: Option<u32>) -> R
         bg = Some(tokio::spawn(async move { run_quiet(&p, rx).await }));
         wait_for_instances(n).await;
     }
-    let mut p = plan(component, starts, &["evil.mode=ok".into()], None)?;
+    // Each component ignores the other's keys.
+    let at_once = ["evil.mode=ok".into(), "get_loop.seconds=0".into()];
+    let mut p = plan(component, starts, &at_once, None)?;
     p.limits.max_concurrent = 1_000;
     let (_keep, rx) = watch::channel(Stop::Running);
+    let cpu_before = process_cpu_secs();
     let outcome = run_quiet(&p, rx).await?;
+    let cpu = process_cpu_secs() - cpu_before;
     let _ = stop_tx.send(Stop::Now);
     if let Some(bg) = bg {
         let _ = bg.await;
@@ -201,18 +264,53 @@ async fn start_rate(component: &Path, starts: u32, background: Option<u32>) -> R
         .get("completed")
         .copied()
         .unwrap_or(0);
-    Ok(done as f64 / outcome.report.duration_secs.max(1e-9))
+    if done < u64::from(starts) {
+        return Err(format!(
+            "only {done} of {starts} sessions of {} completed:\n{}",
+            component.display(),
+            outcome.report.summary_table()
+        ));
+    }
+    let done = done as f64;
+    Ok(vec![
+        done / outcome.report.duration_secs.max(1e-9),
+        cpu * 1e6 / done.max(1.0),
+    ])
 }
 
-/// Waits until roughly `n` more instances are alive, judged by this process's memory maps
-/// (each instance maps its memory and stack), for at most 60 s.
+/// This process's user + system CPU time (all threads), in seconds, from /proc/self/stat
+/// (in clock ticks of 1/100 s, the Linux ABI's USER_HZ).
+fn process_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the 3rd field overall,
+    // utime the 14th and stime the 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// Waits until `n` more instances are alive, judged by this process's memory maps (each
+/// instance maps its memories, tables and stack, several maps each): at least `n` more and no
+/// change for 1 s, for at most 120 s. Measuring while the background still starts would measure
+/// the two runs' starts together.
 async fn wait_for_instances(n: u32) {
     let base = count_maps();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count_maps() < base + u64::from(n) && Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (base, Instant::now());
+    while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let c = count_maps();
+        if c != last.0 {
+            last = (c, Instant::now());
+        } else if c >= base + u64::from(n) && last.1.elapsed() >= Duration::from_secs(1) {
+            return;
+        }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
 fn count_maps() -> u64 {
@@ -402,9 +500,14 @@ impl Drop for TargetProcess {
 }
 
 fn print_table(rows: &[Row]) {
-    let w = rows.iter().map(|r| r.what.len()).max().unwrap_or(10);
-    println!("{:<w$}  {:>10}  goal", "measure", "figure");
+    let w = rows
+        .iter()
+        .map(|r| r.what.chars().count())
+        .max()
+        .unwrap_or(10);
+    let f = rows.iter().map(|r| r.figure.len()).max().unwrap_or(10);
+    println!("{:<w$}  {:>f$}  goal", "measure", "figure");
     for r in rows {
-        println!("{:<w$}  {:>10}  {}", r.what, r.figure, r.goal);
+        println!("{:<w$}  {:>f$}  {}", r.what, r.figure, r.goal);
     }
 }
