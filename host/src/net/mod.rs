@@ -15,6 +15,7 @@ pub mod policy;
 pub mod resolve;
 pub mod stream;
 pub mod tls;
+pub mod upgrade;
 pub mod url;
 pub mod websocket;
 

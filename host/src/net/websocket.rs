@@ -84,13 +84,21 @@ pub async fn connect(
     // The connect (after the run's connect gate) and the handshake each get `timeout`. A
     // connect that does not complete is `connect-timeout`; a server that accepted the
     // connection but never answers the upgrade is `timeout`, like an unanswered request.
-    let (stream, phases) = super::connect::connect(net, url, timeout).await?;
+    let (mut stream, phases) = super::connect::connect(net, url, timeout).await?;
     let counters = stream.counters();
-    let handshake = tokio_tungstenite::client_async_with_config(request, stream, Some(config));
-    let (ws, response) = tokio::time::timeout(timeout, handshake)
+    let handshake = super::upgrade::handshake(&mut stream, request);
+    let (response, tail) = tokio::time::timeout(timeout, handshake)
         .await
         .map_err(|_| RequestError::Timeout)?
         .map_err(|e| ws_error(&e))?;
+    // The connection reads into its own small buffer from here (see `upgrade`).
+    let ws = WebSocketStream::from_partially_read(
+        stream,
+        tail,
+        tungstenite::protocol::Role::Client,
+        Some(config),
+    )
+    .await;
     cookies.store(
         url,
         response

@@ -118,11 +118,13 @@ where
         }
     }
     let never_ran = OnDrop(Some(unstarted));
-    let task = tokio::spawn(async move {
+    // Boxed before it is spawned: `spawn` moves its future by value through several frames
+    // of its own, each a copy on this (the session's fiber) stack, which then stays resident.
+    let task = tokio::spawn(Box::pin(async move {
         let mut ran = never_ran;
         drop(ran.0.take());
         Box::pin(make()).await
-    });
+    }));
     let _guard = AbortOnDrop(task.abort_handle());
     task.await.ok()
 }
