@@ -123,14 +123,12 @@ async fn bench(args: &BenchArgs) -> Result<Vec<Row>, String> {
     let background = background_count(&sys, 10_000);
     for component in &args.start_components {
         let name = stem(component);
-        for (what, load) in [("starts", "idle host"), ("starts-loaded", "")] {
-            let load = if load.is_empty() {
-                format!("while {background} sessions run")
-            } else {
-                load.to_owned()
-            };
-            let figures = measure_repeated(args, what, component)?;
-            let mut figures = figures.into_iter();
+        let loads = [
+            ("starts", "idle host".to_owned()),
+            ("starts-loaded", format!("while {background} sessions run")),
+        ];
+        for (what, load) in loads {
+            let mut figures = measure_repeated(args, what, component)?.into_iter();
             rows.push(Row {
                 what: format!("session starts/s ({name}), {load}"),
                 figure: figures.next().unwrap_or_default(),
